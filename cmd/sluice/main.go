@@ -1,0 +1,133 @@
+// Command sluice is a WebSocket-aware edge proxy.
+//
+//	sluice [flags]                 run (embedded default config unless --config or --proxy)
+//	sluice check -c FILE           validate a config and exit (like nginx -t)
+//	sluice version                 print the version
+//
+// This file is flags and wiring only; the work is in configs and engine.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sluice-proxy/sluice/configs"
+	"github.com/sluice-proxy/sluice/engine"
+)
+
+// version is set at build time by the Makefile (-ldflags -X main.version=...).
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			fmt.Fprintf(stdout, "sluice %s\n", version)
+			return 0
+		case "check":
+			return check(args[1:], stdout, stderr)
+		case "help":
+			args = []string{"-h"}
+		}
+	}
+	return serve(args, stderr)
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		o       configs.Overrides
+		cfgPath string
+	)
+	fs.StringVar(&cfgPath, "config", "", "TOML config `FILE` (default: the embedded default, unless --proxy is given)")
+	fs.StringVar(&cfgPath, "c", "", "short for --config")
+	o.RegisterFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage:\n  sluice [flags]\n  sluice check -c FILE\n  sluice version\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sluice: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	// No --config: Apply builds the config from --proxy flags, or takes the
+	// embedded default when there are none.
+	var base *configs.Config
+	if cfgPath != "" {
+		c, err := configs.Load(cfgPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice: %v\n", err)
+			return 1
+		}
+		base = c
+	}
+	cfg, err := configs.Apply(base, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return 1
+	}
+	logs, err := engine.NewLogs(cfg.Log)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return 1
+	}
+	defer func() { _ = logs.Error.Sync(); _ = logs.Access.Sync() }()
+	eng, err := engine.New(cfg, logs)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := eng.Run(ctx); err != nil {
+		logs.Error.Error("stopped: " + err.Error())
+		return 1
+	}
+	return 0
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var path string
+	fs.StringVar(&path, "c", "", "config `FILE` to check")
+	fs.StringVar(&path, "config", "", "same as -c")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if path == "" && fs.NArg() == 1 {
+		path = fs.Arg(0)
+	}
+	if path == "" {
+		fmt.Fprintln(stderr, "usage: sluice check -c FILE")
+		return 2
+	}
+	cfg, err := configs.Load(path)
+	if err == nil {
+		_, err = engine.New(cfg, engine.Logs{})
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v\nsluice: configuration file %s test failed\n", err, path)
+		return 1
+	}
+	fmt.Fprintf(stdout, "sluice: configuration file %s test is successful\n", path)
+	return 0
+}

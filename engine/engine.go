@@ -1,0 +1,174 @@
+// Package engine wires sluice together: gnet listeners and their
+// per-connection state machine (head → route → hand-off), the splice relay
+// pool that dials, verifies the upstream's 101 and relays the tunnel, and
+// the logs. It is the only package that imports gnet.
+//
+// The path of one connection:
+//
+//	accept (gnet) → head parsed in place → server/location chosen →
+//	fd duplicated and handed to splice → non-blocking connect →
+//	upgrade request written → 101 verified → relayed tunnel → access log
+//
+// gnet owns a connection only until its head is judged; the reasons are in
+// ARCHITECTURE.md ("Why tunnels leave gnet").
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"go.uber.org/zap"
+
+	"github.com/sluice-proxy/sluice/configs"
+	"github.com/sluice-proxy/sluice/splice"
+)
+
+// Engine is a running (or ready to run) proxy for one config.
+type Engine struct {
+	cfg    *configs.Config
+	router *router
+	pool   *splice.Pool
+	log    *zap.Logger
+	access accessLog
+	stats  stats
+
+	gnet    gnet.Engine
+	done    chan error
+	stopped sync.Once
+}
+
+type stats struct {
+	conns   atomic.Int64 // connections gnet holds (head not yet judged)
+	tunnels atomic.Int64 // verified tunnels alive
+	refused atomic.Int64 // handshakes answered with an error by the front
+}
+
+// New checks that cfg can be served (upstream names resolve, listen
+// addresses parse) without binding anything.
+func New(cfg *configs.Config, logs Logs) (*Engine, error) {
+	r, err := buildRouter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if logs.Error == nil {
+		logs.Error = zap.NewNop()
+	}
+	if logs.Access == nil {
+		logs.Access = zap.NewNop()
+	}
+	return &Engine{cfg: cfg, router: r, log: logs.Error, access: accessLog{logs.Access}}, nil
+}
+
+// workers is the number of gnet event loops and of splice relay loops.
+func (e *Engine) workers() int {
+	if e.cfg.Workers > 0 {
+		return e.cfg.Workers
+	}
+	return runtime.NumCPU()
+}
+
+// Start binds every listener and starts the loops. It returns once the
+// listeners accept connections, or with the reason they could not.
+func (e *Engine) Start() error {
+	pool, err := splice.NewPool(splice.Config{Loops: e.workers()})
+	if err != nil {
+		return fmt.Errorf("relay pool: %w", err)
+	}
+	e.pool = pool
+	addrs := make([]string, 0, len(e.router.listeners))
+	for _, ln := range e.router.listeners {
+		addrs = append(addrs, "tcp://"+ln.addr)
+	}
+	f := &front{e: e, booted: make(chan gnet.Engine, 1)}
+	e.done = make(chan error, 1)
+	go func() {
+		err := gnet.Rotate(f, addrs,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(e.workers()),
+			gnet.WithTicker(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReuseAddr(true),
+			gnet.WithLogger(e.log.Sugar()),
+		)
+		e.done <- err
+	}()
+	select {
+	case eng := <-f.booted:
+		e.gnet = eng
+		e.log.Info("listening", zap.Strings("addrs", addrs), zap.Int("workers", e.workers()))
+		return nil
+	case err := <-e.done:
+		e.pool.Close()
+		if err == nil {
+			err = errors.New("event loops stopped at start")
+		}
+		return fmt.Errorf("listen: %w", err)
+	}
+}
+
+// Stop stops accepting, closes connections still in their head, ends every
+// tunnel and waits for the loops to exit (or ctx to end).
+func (e *Engine) Stop(ctx context.Context) error {
+	var err error
+	e.stopped.Do(func() {
+		if e.gnet.Validate() == nil {
+			err = e.gnet.Stop(ctx)
+			select {
+			case <-e.done:
+			case <-ctx.Done():
+				if err == nil {
+					err = ctx.Err()
+				}
+			}
+		}
+		if e.pool != nil {
+			e.pool.Close()
+		}
+	})
+	return err
+}
+
+// Done delivers the event loops' exit error if they stop for a reason
+// other than Stop.
+func (e *Engine) Done() <-chan error { return e.done }
+
+// Tunnels is the number of verified tunnels alive.
+func (e *Engine) Tunnels() int64 { return e.stats.tunnels.Load() }
+
+// Pending is the number of connections that gnet or splice still hold:
+// heads being read, upstreams being dialed, tunnels.
+func (e *Engine) Pending() int64 {
+	n := e.stats.conns.Load()
+	if e.pool != nil {
+		n += int64(e.pool.Live())
+	}
+	return n
+}
+
+// Refused is the number of handshakes the front answered with an error.
+func (e *Engine) Refused() int64 { return e.stats.refused.Load() }
+
+// drainTimeout bounds how long Stop waits by default.
+const drainTimeout = 5 * time.Second
+
+// Run starts the engine and blocks until ctx ends, then stops it.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-e.done:
+		e.pool.Close()
+		return fmt.Errorf("event loops stopped: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	return e.Stop(sctx)
+}

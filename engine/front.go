@@ -1,0 +1,250 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-proxy/sluice/handshake"
+	"github.com/sluice-proxy/sluice/splice"
+)
+
+// clientConn is gnet's per-connection context while a client is still
+// sending its request head. It is dropped when the head is judged: a
+// tunnel keeps nothing of it.
+type clientConn struct {
+	conn     gnet.Conn
+	ln       *listener
+	fd       int
+	opened   int64 // unix nanoseconds, for the access log
+	deadline int64 // unix nanoseconds; the header timeout
+	scanned  int   // bytes already searched for the end of the head
+	remote   netip.AddrPort
+
+	handedOff bool // the fd left gnet for splice; OnClose is not a disconnect
+	listed    bool // in ln.pending; guarded by the shard's mutex
+	prev      *clientConn
+	next      *clientConn
+}
+
+// front is the gnet event handler: it owns a connection from accept until
+// its upgrade request is judged. Everything it does per connection is
+// bounded by max_header_bytes and client_header_timeout.
+type front struct {
+	gnet.BuiltinEventEngine
+	e       *Engine
+	booted  chan gnet.Engine
+	reqPool sync.Pool // *handshake.Request: one per loop in practice, reused
+}
+
+func (f *front) OnBoot(eng gnet.Engine) gnet.Action {
+	f.booted <- eng
+	return gnet.None
+}
+
+func (f *front) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	local := addrPort(c.LocalAddr())
+	ln := f.e.router.listenerFor(local)
+	if ln == nil {
+		// Cannot happen with the listeners we bound; refuse rather than guess.
+		return nil, gnet.Close
+	}
+	now := time.Now().UnixNano()
+	cc := &clientConn{
+		conn:     c,
+		ln:       ln,
+		fd:       c.Fd(),
+		opened:   now,
+		deadline: now + int64(ln.headerTimeout),
+		remote:   addrPort(c.RemoteAddr()),
+	}
+	c.SetContext(cc)
+	ln.pending.add(cc)
+	f.e.stats.conns.Add(1)
+	return nil, gnet.None
+}
+
+func (f *front) OnClose(c gnet.Conn, err error) gnet.Action {
+	cc, _ := c.Context().(*clientConn)
+	if cc == nil {
+		return gnet.None
+	}
+	cc.ln.pending.remove(cc)
+	f.e.stats.conns.Add(-1)
+	if !cc.handedOff && err != nil {
+		f.e.log.Debug("client closed before finishing its head",
+			zap.Stringer("client", cc.remote), zap.Error(err))
+	}
+	return gnet.None
+}
+
+// OnTraffic parses the head in place. gnet's buffer is only peeked at, so
+// an incomplete head costs no copy until it spans two reads.
+func (f *front) OnTraffic(c gnet.Conn) gnet.Action {
+	cc, _ := c.Context().(*clientConn)
+	if cc == nil || cc.handedOff {
+		return gnet.Close
+	}
+	buf, _ := c.Peek(-1)
+	// Parse only once the blank line that ends the head has arrived: a
+	// client dribbling its head byte by byte must not make us re-parse it
+	// for every byte.
+	if !headComplete(buf, &cc.scanned) && len(buf) < cc.ln.maxHead {
+		return gnet.None
+	}
+
+	req := f.getRequest()
+	defer f.reqPool.Put(req)
+	err := handshake.ParseRequest(buf, cc.ln.maxHead, req)
+	if errors.Is(err, handshake.ErrIncomplete) {
+		return gnet.None
+	}
+	cc.ln.pending.remove(cc)
+	if err != nil {
+		return f.refuse(c, cc, nil, req, handshake.StatusOf(err), err)
+	}
+	srv := cc.ln.serverFor(req.Host)
+	if req.HeadLen > srv.maxHead {
+		return f.refuse(c, cc, srv, req, handshake.StatusOf(handshake.ErrHeadTooLarge), handshake.ErrHeadTooLarge)
+	}
+	if err := handshake.CheckUpgrade(req); err != nil {
+		return f.refuse(c, cc, srv, req, handshake.StatusOf(err), err)
+	}
+	loc := srv.locationFor(req.Path)
+	if loc == nil {
+		return f.refuse(c, cc, srv, req, 404, errNoLocation)
+	}
+	return f.handOff(c, cc, srv, loc, req, buf)
+}
+
+var (
+	errNoLocation    = errors.New("no location matches the path")
+	errHeaderTimeout = errors.New("client did not send its request head in time")
+)
+
+// handOff moves the client's fd from gnet to a splice loop, which dials the
+// upstream and waits for its 101. The duplicate is taken and gnet's copy
+// closed in this same OnTraffic, before anything is dialed, so gnet can
+// never read bytes that belong to the tunnel (see ARCHITECTURE.md).
+func (f *front) handOff(c gnet.Conn, cc *clientConn, srv *server, loc *location, req *handshake.Request, buf []byte) gnet.Action {
+	fd, err := c.Dup()
+	if err != nil {
+		return f.refuse(c, cc, srv, req, 503, fmt.Errorf("dup client socket: %w", err))
+	}
+	t := f.e.newTunnel(cc, srv, loc, req)
+	upReq := make([]byte, 0, req.HeadLen+192)
+	upReq = handshake.AppendUpstreamRequest(upReq, req, &handshake.Forward{
+		ClientAddr: t.clientIP(),
+		Proto:      "http",
+		Host:       loc.host,
+	})
+	var held []byte
+	if rest := buf[req.HeadLen:]; len(rest) > 0 {
+		held = append([]byte(nil), rest...)
+	}
+	job := &splice.Job{
+		ClientFD:         fd,
+		Held:             held,
+		Request:          upReq,
+		ConnectTimeout:   time.Duration(loc.cfg.ConnectTimeout),
+		HandshakeTimeout: time.Duration(loc.cfg.HandshakeTimeout),
+		ReadTimeout:      time.Duration(loc.cfg.ReadTimeout),
+		SendTimeout:      time.Duration(loc.cfg.SendTimeout),
+		BufferSize:       int(loc.cfg.BufferSize),
+		MaxReplyHead:     maxReplyHead,
+		Handler:          t,
+	}
+	cc.handedOff = true
+	_, _ = c.Discard(-1)
+	if err := f.e.pool.Submit(job); err != nil {
+		// The pool is closing: the fd is still ours.
+		_ = unix.Close(fd)
+		cc.handedOff = false
+		return f.refuse(c, cc, srv, req, 503, err)
+	}
+	return gnet.Close
+}
+
+// maxReplyHead bounds what an upstream may send before its answer is
+// judged; a longer head is refused as invalid.
+const maxReplyHead = 16 << 10
+
+// refuse answers with an error status and closes. The answer is queued on
+// gnet's outbound buffer, which gnet flushes before it closes the socket.
+func (f *front) refuse(c gnet.Conn, cc *clientConn, srv *server, req *handshake.Request, status int, err error) gnet.Action {
+	_, _ = c.Discard(-1)
+	var b [512]byte
+	out := handshake.AppendErrorResponse(b[:0], status, err)
+	_, _ = c.Write(out)
+	f.e.stats.refused.Add(1)
+	f.e.access.refused(cc, srv, req, status, err)
+	return gnet.Close
+}
+
+// OnTick closes connections that did not finish their head within the
+// header timeout. It runs on gnet's ticker goroutine, so it only uses
+// gnet's concurrency-safe calls.
+func (f *front) OnTick() (time.Duration, gnet.Action) {
+	now := time.Now().UnixNano()
+	for _, ln := range f.e.router.listeners {
+		ln.pending.expire(now, f.timeout)
+	}
+	return tickInterval, gnet.None
+}
+
+// tickInterval is the header timeout's granularity.
+const tickInterval = 100 * time.Millisecond
+
+var timeoutResponse = handshake.AppendErrorResponse(nil, 408, errHeaderTimeout)
+
+func (f *front) timeout(c gnet.Conn) {
+	_ = c.AsyncWrite(timeoutResponse, func(c gnet.Conn, err error) error {
+		if cc, _ := c.Context().(*clientConn); cc != nil && err == nil {
+			f.e.stats.refused.Add(1)
+			f.e.access.refused(cc, nil, nil, 408, errHeaderTimeout)
+		}
+		return c.Close()
+	})
+}
+
+func (f *front) getRequest() *handshake.Request {
+	if r, ok := f.reqPool.Get().(*handshake.Request); ok {
+		return r
+	}
+	return new(handshake.Request)
+}
+
+// headComplete reports whether buf holds the blank line that ends a head
+// (CRLF CRLF; a bare LF form too, so that the parser gets to refuse it).
+// *scanned remembers how far earlier calls looked, so a head that arrives in
+// many pieces is searched once overall.
+func headComplete(buf []byte, scanned *int) bool {
+	start := *scanned - 2
+	if start < 0 {
+		start = 0
+	}
+	for i := start; i+1 < len(buf); i++ {
+		if buf[i] != '\n' {
+			continue
+		}
+		if buf[i+1] == '\n' || (i+2 < len(buf) && buf[i+1] == '\r' && buf[i+2] == '\n') {
+			return true
+		}
+	}
+	*scanned = len(buf)
+	return false
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	return netip.AddrPort{}
+}

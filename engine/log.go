@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sluice-proxy/sluice/configs"
+	"github.com/sluice-proxy/sluice/handshake"
+	"github.com/sluice-proxy/sluice/splice"
+	"github.com/sluice-proxy/sluice/upstream"
+)
+
+// Logs are the two logs an engine writes: the error log (levels) and the
+// access log (one line per finished tunnel or refused handshake).
+type Logs struct {
+	Error  *zap.Logger
+	Access *zap.Logger
+}
+
+// NewLogs builds both logs from the [log] section.
+func NewLogs(c configs.Log) (Logs, error) {
+	level, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return Logs{}, fmt.Errorf("log level %q: %w", c.Level, err)
+	}
+	errOut, err := openSink(c.ErrorLog)
+	if err != nil {
+		return Logs{}, fmt.Errorf("error_log: %w", err)
+	}
+	logs := Logs{Error: zap.New(zapcore.NewCore(encoder(c.Format), errOut, level))}
+	if c.AccessLog == "off" {
+		logs.Access = zap.NewNop()
+		return logs, nil
+	}
+	accOut, err := openSink(c.AccessLog)
+	if err != nil {
+		return Logs{}, fmt.Errorf("access_log: %w", err)
+	}
+	logs.Access = zap.New(zapcore.NewCore(encoder(c.Format), accOut, zapcore.InfoLevel))
+	return logs, nil
+}
+
+func encoder(format string) zapcore.Encoder {
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec.EncodeDuration = zapcore.StringDurationEncoder
+	if format == "json" {
+		return zapcore.NewJSONEncoder(ec)
+	}
+	ec.EncodeLevel = zapcore.CapitalLevelEncoder
+	return zapcore.NewConsoleEncoder(ec)
+}
+
+func openSink(path string) (zapcore.WriteSyncer, error) {
+	switch path {
+	case "", "stderr":
+		return zapcore.Lock(os.Stderr), nil
+	case "stdout":
+		return zapcore.Lock(os.Stdout), nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return zapcore.Lock(f), nil
+}
+
+// accessLog writes one line per finished tunnel and per refused handshake:
+// the fields an nginx log_format for WebSockets would hold, plus why the
+// tunnel ended.
+type accessLog struct{ l *zap.Logger }
+
+func (a accessLog) refused(cc *clientConn, srv *server, req *handshake.Request, status int, err error) {
+	if ce := a.l.Check(zap.InfoLevel, "refused"); ce != nil {
+		name, path := "-", "-"
+		if srv != nil {
+			name = srv.name
+		}
+		if req != nil && req.Path != nil {
+			path = string(req.Path)
+		}
+		ce.Write(
+			zap.Stringer("client", cc.remote),
+			zap.String("server", name),
+			zap.String("path", path),
+			zap.String("upstream", "-"),
+			zap.Int("status", status),
+			zap.Duration("duration", time.Since(time.Unix(0, cc.opened))),
+			zap.Int64("bytes_in", 0),
+			zap.Int64("bytes_out", 0),
+			zap.String("end", "refused"),
+			zap.String("reason", errString(err)),
+		)
+	}
+}
+
+func (a accessLog) finished(t *tunnel, r *splice.Report) {
+	msg := "tunnel"
+	if !r.Tunnelled {
+		msg = "refused"
+	}
+	if ce := a.l.Check(zap.InfoLevel, msg); ce != nil {
+		ce.Write(
+			zap.Stringer("client", t.client),
+			zap.String("server", t.srv.name),
+			zap.String("path", t.path),
+			zap.String("upstream", t.upstreamName()),
+			zap.String("status", statusText(t.status)),
+			zap.Duration("duration", durationSince(t.start, r.End)),
+			zap.Int64("bytes_in", r.BytesUp),
+			zap.Int64("bytes_out", r.BytesDown),
+			zap.String("end", r.Reason.String()),
+			zap.String("reason", errString(r.Err)),
+		)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "-"
+	}
+	return err.Error()
+}
+
+func zapServer(s *upstream.Server) zap.Field {
+	if s == nil {
+		return zap.Skip()
+	}
+	return zap.String("upstream", s.Name)
+}
+
+func zapErr(err error) zap.Field { return zap.Error(err) }

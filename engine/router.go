@@ -1,0 +1,236 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sluice-proxy/sluice/configs"
+	"github.com/sluice-proxy/sluice/upstream"
+)
+
+// listener is one listen address and the servers that share it. The first
+// server configured on an address is its default, as in nginx: its limits
+// apply before the Host header is known, and it answers unknown hosts.
+type listener struct {
+	addr    string         // as configured
+	ap      netip.AddrPort // parsed; the address may be unspecified (0.0.0.0)
+	servers []*server
+
+	headerTimeout time.Duration // of the default server
+	maxHead       int           // the largest max_header_bytes among its servers
+	pending       pendingList   // connections still sending their head
+}
+
+// server is one [[server]] block.
+type server struct {
+	cfg       *configs.Server
+	exact     []string // lower-case names
+	wildcards []string // ".example.com" for "*.example.com"
+	locations []*location
+	maxHead   int
+	name      string // first server_name or "_", for the access log
+}
+
+// location is one [[server.location]] block, ready to use.
+type location struct {
+	cfg   *configs.Location
+	path  []byte
+	group *upstream.Group
+	host  []byte // Host sent upstream; nil keeps the client's
+}
+
+// router maps a connection's local address and a request's Host and path
+// to a location. It is built once from a validated config and then only
+// read, so event loops share it without locks.
+type router struct {
+	listeners []*listener
+	groups    []*upstream.Group
+}
+
+func buildRouter(cfg *configs.Config) (*router, error) {
+	r := &router{}
+	byAddr := map[string]*listener{}
+	groups := map[*configs.Upstream]*upstream.Group{}
+	for _, sc := range cfg.Servers {
+		s := &server{cfg: sc, maxHead: int(sc.MaxHeaderBytes), name: "_"}
+		for _, n := range sc.ServerName {
+			n = strings.ToLower(n)
+			if s.name == "_" {
+				s.name = n
+			}
+			if strings.HasPrefix(n, "*.") {
+				s.wildcards = append(s.wildcards, n[1:])
+			} else {
+				s.exact = append(s.exact, n)
+			}
+		}
+		for _, lc := range sc.Locations {
+			g, ok := groups[lc.Upstream]
+			if !ok {
+				var err error
+				if g, err = buildGroup(lc.Upstream); err != nil {
+					return nil, fmt.Errorf("location %s: %w", lc.Path, err)
+				}
+				groups[lc.Upstream] = g
+				r.groups = append(r.groups, g)
+			}
+			loc := &location{cfg: lc, path: []byte(lc.Path), group: g}
+			if lc.Host != "" {
+				loc.host = []byte(lc.Host)
+			}
+			s.locations = append(s.locations, loc)
+		}
+		// Longest prefix first, so the first match wins.
+		sort.SliceStable(s.locations, func(i, j int) bool {
+			return len(s.locations[i].path) > len(s.locations[j].path)
+		})
+		for _, addr := range sc.Listen {
+			ln := byAddr[addr]
+			if ln == nil {
+				ap, err := parseListen(addr)
+				if err != nil {
+					return nil, err
+				}
+				ln = &listener{addr: addr, ap: ap, headerTimeout: time.Duration(sc.ClientHeaderTimeout)}
+				byAddr[addr] = ln
+				r.listeners = append(r.listeners, ln)
+			}
+			ln.servers = append(ln.servers, s)
+			if s.maxHead > ln.maxHead {
+				ln.maxHead = s.maxHead
+			}
+		}
+	}
+	return r, nil
+}
+
+func buildGroup(u *configs.Upstream) (*upstream.Group, error) {
+	if u == nil {
+		return nil, fmt.Errorf("no upstream resolved")
+	}
+	var list []*upstream.Server
+	for _, a := range u.Servers {
+		s, err := upstream.Resolve(a, 5*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, s)
+	}
+	return upstream.NewGroup(u.Name, list, u.MaxTries)
+}
+
+func parseListen(addr string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("listen %q: %w", addr, err)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(host, port))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("listen %q: %w", addr, err)
+	}
+	return ap, nil
+}
+
+// listenerFor finds the listener an accepted connection arrived on, from
+// the connection's local address: an exact match first, then a wildcard
+// listener on the same port.
+func (r *router) listenerFor(local netip.AddrPort) *listener {
+	var wild *listener
+	for _, ln := range r.listeners {
+		if ln.ap.Port() != local.Port() {
+			continue
+		}
+		if ln.ap.Addr() == local.Addr() || ln.ap.Addr().Unmap() == local.Addr().Unmap() {
+			return ln
+		}
+		if ln.ap.Addr().IsUnspecified() {
+			wild = ln
+		}
+	}
+	if wild == nil && len(r.listeners) == 1 {
+		wild = r.listeners[0]
+	}
+	return wild
+}
+
+// serverFor picks the server block for a Host header value: an exact name,
+// then the longest matching wildcard, then the listener's default server
+// (nginx's server name rules without regular expressions).
+func (ln *listener) serverFor(host []byte) *server {
+	if len(ln.servers) == 1 {
+		return ln.servers[0]
+	}
+	h := hostName(host)
+	var best *server
+	bestLen := 0
+	for _, s := range ln.servers {
+		for _, n := range s.exact {
+			if asciiEqualFold(h, n) {
+				return s
+			}
+		}
+		for _, w := range s.wildcards {
+			if len(w) > bestLen && len(h) > len(w) && asciiEqualFold(h[len(h)-len(w):], w) {
+				best, bestLen = s, len(w)
+			}
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return ln.servers[0]
+}
+
+// locationFor returns the location with the longest path prefix of path.
+func (s *server) locationFor(path []byte) *location {
+	for _, l := range s.locations {
+		if bytes.HasPrefix(path, l.path) {
+			return l
+		}
+	}
+	return nil
+}
+
+// hostName strips the port and a trailing dot from a Host value.
+func hostName(host []byte) []byte {
+	if len(host) > 0 && host[0] == '[' {
+		if i := bytes.IndexByte(host, ']'); i > 0 {
+			return host[:i+1]
+		}
+		return host
+	}
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	return bytes.TrimSuffix(host, []byte("."))
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
