@@ -1,6 +1,6 @@
 # sluice — build, run, test.
 #   make run    build sluice and the demo echo backend; start both (Ctrl-C stops both)
-#   make test   gofmt check, go vet, staticcheck, go test -race, then the high-concurrency pass
+#   make test   gofmt check, go vet, staticcheck, go test -race (fuzz seeds included)
 
 GO          ?= go
 BIN         := bin
@@ -9,7 +9,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := $(BIN)/staticcheck
 ECHO_ADDR   ?= 127.0.0.1:9000
 
-.PHONY: all build run test fmt-check vet staticcheck unit big bench clean
+.PHONY: all build run test fmt-check vet staticcheck unit bench clean
 
 all: build
 
@@ -26,7 +26,7 @@ run: build
 	echo "sluice: ws://127.0.0.1:8080/ws/ -> echo backend on $(ECHO_ADDR) (Ctrl-C to stop)"; \
 	$(BIN)/sluice
 
-test: fmt-check vet staticcheck unit big
+test: fmt-check vet staticcheck unit
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
@@ -41,14 +41,12 @@ $(STATICCHECK):
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
 
-# Unit, integration and fuzz-seed tests under the race detector.
+# Unit, integration and fuzz-seed tests under the race detector. The
+# 5,000-tunnel test keeps no goroutine per connection in the test process
+# (sluice and the echo backend run as child processes), so it stays far
+# below the race detector's 8,128-goroutine limit and runs here too.
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
-
-# Tests with thousands of live goroutines cannot run under -race (it dies
-# past 8,128); they skip themselves there and run here without it.
-big:
-	SLUICE_BIG=1 $(GO) test -count=1 -timeout 20m -run 'Big' ./...
 
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./handshake/ ./splice/ ./upstream/

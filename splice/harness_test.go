@@ -203,6 +203,12 @@ func echo(c net.Conn) {
 	}
 }
 
+// drain reads c until EOF or an error: an upstream that stays silent until
+// the proxy closes it.
+func drain(c net.Conn) {
+	io.Copy(io.Discard, c)
+}
+
 // serveEcho answers the head with testReply (plus extra in the same write)
 // and echoes what follows.
 func serveEcho(extra string) func(c *net.TCPConn) {
@@ -363,13 +369,14 @@ type loopStats struct {
 	pendBytes int64
 	bufsOut   int
 	stale     int64
+	parks     int64
 	peaks     [][2]int
 }
 
 func stats(l *loop) loopStats {
 	var s loopStats
 	l.call(func() {
-		s.pendBytes, s.bufsOut, s.stale = l.pendBytes, l.bufsOut, l.stale
+		s.pendBytes, s.bufsOut, s.stale, s.parks = l.pendBytes, l.bufsOut, l.stale, l.parks
 		for _, t := range l.slots {
 			if t != nil {
 				s.peaks = append(s.peaks, [2]int{t.d[0].peak, t.d[1].peak})

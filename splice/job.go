@@ -60,10 +60,14 @@ type Job struct {
 // Handler is implemented by the engine, one value per job. Every method is
 // called on the job's loop goroutine, never concurrently, and never per
 // relayed chunk. A method must not block: it stalls every tunnel of the loop.
+// A method may call Pool.Submit but must not call Pool.Close (Close waits for
+// the loop that is running the method).
 type Handler interface {
 	// NextUpstream returns the address for connect attempt number attempt
 	// (0-based). lastErr is the previous attempt's failure (nil for attempt
-	// 0). ok=false means give up: the pool then calls Failed.
+	// 0). ok=false means give up: the pool then calls Failed. It must say
+	// ok=false eventually: an address that fails at once (a closed port on
+	// loopback) is retried without waiting for an event.
 	NextUpstream(attempt int, lastErr error) (addr netip.AddrPort, ok bool)
 	// Judge is called each time more upstream bytes arrived; reply is
 	// everything so far and aliases a buffer valid only during the call.

@@ -63,6 +63,7 @@ type loop struct {
 	pendBytes int64 // bytes read but not yet written, all tunnels
 	bufsOut   int   // pooled pending buffers in use
 	stale     int64 // events ignored because their generation was stale
+	parks     int64 // tunnels parked with their read budget spent
 	wakeups   atomic.Int64
 }
 
@@ -94,7 +95,10 @@ func newLoop(p *Pool) (*loop, error) {
 }
 
 func (l *loop) closeFDs() {
+	l.mu.Lock()
 	unix.Close(l.evfd)
+	l.evfd = -1
+	l.mu.Unlock()
 	unix.Close(l.epfd)
 }
 
@@ -105,13 +109,12 @@ func (l *loop) submit(j *Job, start time.Time) error {
 		return ErrClosed
 	}
 	l.inbox = append(l.inbox, submission{j, start})
-	need := !l.woken
-	l.woken = true
+	if !l.woken {
+		l.woken = true
+		l.wakeLocked()
+	}
 	l.pool.live.Add(1)
 	l.mu.Unlock()
-	if need {
-		l.wake()
-	}
 	return nil
 }
 
@@ -121,12 +124,18 @@ func (l *loop) call(fn func()) {
 	done := make(chan struct{})
 	l.mu.Lock()
 	l.calls = append(l.calls, func() { fn(); close(done) })
+	l.wakeLocked()
 	l.mu.Unlock()
-	l.wake()
 	<-done
 }
 
-func (l *loop) wake() {
+// wakeLocked makes the loop's epoll_wait return. l.mu must be held: the loop
+// closes the eventfd under l.mu when it exits, so a wake-up racing with the
+// exit can never write into a closed fd, or into a reused fd number.
+func (l *loop) wakeLocked() {
+	if l.evfd < 0 {
+		return
+	}
 	var one = [8]byte{1}
 	unix.Write(l.evfd, one[:])
 }
@@ -374,6 +383,7 @@ func (l *loop) service(t *tunnel) {
 
 func (l *loop) park(t *tunnel) {
 	if !t.queued {
+		l.parks++
 		t.queued = true
 		l.ready = append(l.ready, t)
 	}

@@ -61,8 +61,8 @@ func (p *Pool) Close() {
 		for _, l := range p.loops {
 			l.mu.Lock()
 			l.closing = true
+			l.wakeLocked()
 			l.mu.Unlock()
-			l.wake()
 		}
 	})
 	p.wg.Wait()

@@ -259,7 +259,13 @@ func (l *loop) flush(t *tunnel, i int) unix.Errno {
 	}
 	l.release(f)
 	if i == toDown {
+		// The read clock restarts; its deadline may be earlier than the
+		// heap key (a send deadline): a heap operation per unblocking, at
+		// most, never per chunk.
 		t.lastUp = l.now
+		if t.rt > 0 {
+			l.arm(t, l.now+t.rt)
+		}
 	}
 	return 0
 }

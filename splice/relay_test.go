@@ -246,6 +246,15 @@ func rawServer(t testing.TB, serve func(fd int)) netip.AddrPort {
 			go func() {
 				defer wg.Done()
 				serve(fd)
+				mu.Lock()
+				defer mu.Unlock()
+				for i, f := range fds {
+					if f == fd {
+						fds = append(fds[:i], fds[i+1:]...)
+						break
+					}
+				}
+				unix.Close(fd)
 			}()
 		}
 	}()
@@ -257,9 +266,6 @@ func rawServer(t testing.TB, serve func(fd int)) netip.AddrPort {
 		}
 		mu.Unlock()
 		wg.Wait()
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
 	})
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
@@ -303,6 +309,12 @@ func rawEcho(fd int) {
 	if rawWriteAll(fd, []byte(testReply)) != nil {
 		return
 	}
+	rawEchoNoHead(fd)
+}
+
+// rawEchoNoHead echoes from the first byte without allocating.
+func rawEchoNoHead(fd int) {
+	b := make([]byte, 64<<10)
 	for {
 		n, err := unix.Read(fd, b)
 		if err != nil || n == 0 {
@@ -366,4 +378,85 @@ func TestNoAllocPerChunk(t *testing.T) {
 	}
 	unix.Shutdown(cfd, unix.SHUT_WR)
 	h.wait(t, 2*time.Second)
+}
+
+// Guards the per-wake budget: a bulk flow whose sockets never run dry must
+// not starve another tunnel of the same loop.
+func TestFairness(t *testing.T) {
+	checkFDs(t)
+	p := newTestPool(t, 1)
+	stop := make(chan struct{})
+	flood := startUpstream(t, func(c *net.TCPConn) {
+		readHead(c)
+		c.Write([]byte(testReply))
+		b := make([]byte, 256<<10)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := c.Write(b); err != nil {
+				return
+			}
+		}
+	})
+	bc, bfd := clientPair(t)
+	bulk := newHandler(flood.addr)
+	submit(t, p, job(bfd, bulk))
+	go io.Copy(io.Discard, bc) // a fast reader: the flow never blocks for long
+	time.Sleep(100 * time.Millisecond)
+
+	cfd, h := echoTunnel(t, p)
+	msg, back := []byte("ping"), make([]byte, 4)
+	var worst time.Duration
+	for i := 0; i < 200; i++ {
+		start := time.Now()
+		if err := echoOnce(cfd, msg, back); err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	close(stop)
+	parks := stats(p.loops[0]).parks
+	t.Logf("worst echo round trip beside a bulk flow: %v; bulk tunnel parked %d times", worst, parks)
+	if parks == 0 {
+		t.Error("the bulk flow never spent its read budget: the per-wake bound is gone or untested")
+	}
+	if worst > 100*time.Millisecond {
+		t.Fatalf("echo starved: worst round trip %v", worst)
+	}
+	unix.Shutdown(cfd, unix.SHUT_WR)
+	h.wait(t, 2*time.Second)
+	bc.Close()
+	bulk.wait(t, 2*time.Second)
+}
+
+// Guards the generation check in the epoll data: an event whose generation
+// is not the slot's current one for that side (a previous owner of the slot,
+// a previous connect attempt, a closed upstream) is ignored, never acted on.
+// The real-socket counterpart is TestChurn.
+func TestStaleEventIgnored(t *testing.T) {
+	p := newTestPool(t, 1)
+	l := p.loops[0]
+	l.call(func() {
+		t0 := &tunnel{state: stTunnel, hidx: -1, firstEOF: -1, gen: [2]uint32{7, 0}}
+		t0.s[client].fd, t0.s[up].fd = -1, -1 // any syscall on them would fail and end the tunnel
+		t0.slot = int32(len(l.slots))
+		l.slots = append(l.slots, t0)
+		l.gens = append(l.gens, 7)
+		before := l.stale
+		for _, ev := range []unix.EpollEvent{
+			{Events: unix.EPOLLIN | unix.EPOLLERR, Fd: t0.slot, Pad: 6 << 1},   // client, older generation
+			{Events: unix.EPOLLIN | unix.EPOLLERR, Fd: t0.slot, Pad: 7<<1 | 1}, // upstream side: no upstream registered
+			{Events: unix.EPOLLOUT | unix.EPOLLHUP, Fd: t0.slot, Pad: 8 << 1},  // client, unknown newer generation
+		} {
+			l.dispatch(&ev)
+		}
+		if got := l.stale - before; got != 3 || t0.dead || t0.s[client].readable || t0.s[client].writable {
+			t.Errorf("stale events acted on: %d ignored, tunnel %+v", got, t0.s)
+		}
+		l.slots[t0.slot] = nil
+		l.free = append(l.free, t0.slot)
+	})
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -267,7 +269,7 @@ func TestHandshakeFailed(t *testing.T) {
 		{"too big", func(c *net.TCPConn) {
 			readHead(c)
 			c.Write([]byte("HTTP/1.1 101 OK\r\n" + strings.Repeat("X-Pad: 0123456789\r\n", 200)))
-			time.Sleep(time.Second)
+			drain(c)
 		}, ErrReplyTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -298,7 +300,7 @@ func TestHandshakeFailed(t *testing.T) {
 func TestClientAbortBeforeVerdict(t *testing.T) {
 	checkFDs(t)
 	p := newTestPool(t, 1)
-	u := startUpstream(t, func(c *net.TCPConn) { readHead(c); time.Sleep(3 * time.Second) })
+	u := startUpstream(t, func(c *net.TCPConn) { readHead(c); drain(c) })
 	c, fd := clientPair(t)
 	h := newHandler(u.addr)
 	submit(t, p, job(fd, h))
@@ -349,7 +351,9 @@ func TestHalfClose(t *testing.T) {
 	}
 	w0 := p.loops[0].wakeups.Load()
 	time.Sleep(200 * time.Millisecond)
-	if w := p.loops[0].wakeups.Load() - w0; w > 5 {
+	w := p.loops[0].wakeups.Load() - w0
+	t.Logf("loop wake-ups in 200 ms, half-closed and idle: %d", w)
+	if w > 5 {
 		t.Errorf("loop woke %d times in 200 ms while half-closed and idle: spinning", w)
 	}
 	if got := string(readN(t, c, 14, 2*time.Second)); got != "after-your-fin" {
@@ -444,7 +448,7 @@ func TestCloseWithLiveTunnels(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := startUpstream(t, serveEcho(""))
-	silent := startUpstream(t, func(c *net.TCPConn) { readHead(c); time.Sleep(5 * time.Second) })
+	silent := startUpstream(t, func(c *net.TCPConn) { readHead(c); drain(c) })
 	var hs []*testHandler
 	for i := 0; i < 10; i++ {
 		c, fd := clientPair(t)
@@ -492,4 +496,50 @@ func TestReasonString(t *testing.T) {
 	if Reason(0).String() != "unknown" || Reason(200).String() != "unknown" {
 		t.Error("out of range reasons")
 	}
+}
+
+// Guards Submit racing Close: every job is either refused (the caller keeps
+// and closes its fd) or owned and ended with exactly one Done.
+func TestSubmitRacingClose(t *testing.T) {
+	checkFDs(t)
+	p, err := NewPool(Config{Loops: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := startUpstream(t, serveEcho(""))
+	var wg sync.WaitGroup
+	var accepted, refused atomic.Int32
+	var hs sync.Map
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				_, fd := clientPair(t)
+				h := newHandler(u.addr)
+				if err := p.Submit(job(fd, h)); err != nil {
+					refused.Add(1)
+					unix.Close(fd)
+					continue
+				}
+				accepted.Add(1)
+				hs.Store(h, true)
+			}
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	p.Close()
+	wg.Wait()
+	hs.Range(func(k, _ any) bool {
+		h := k.(*testHandler)
+		h.wait(t, 2*time.Second)
+		if n := h.doneN.Load(); n != 1 {
+			t.Errorf("Done called %d times", n)
+		}
+		return true
+	})
+	if p.Live() != 0 {
+		t.Fatalf("Live = %d", p.Live())
+	}
+	t.Logf("accepted %d, refused %d", accepted.Load(), refused.Load())
 }

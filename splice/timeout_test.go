@@ -92,7 +92,7 @@ func TestConnectTimeout(t *testing.T) {
 func TestHandshakeTimeout(t *testing.T) {
 	checkFDs(t)
 	p := newTestPool(t, 1)
-	u := startUpstream(t, func(c *net.TCPConn) { readHead(c); time.Sleep(2 * time.Second) })
+	u := startUpstream(t, func(c *net.TCPConn) { readHead(c); drain(c) })
 	c, fd := clientPair(t)
 	h := newHandler(u.addr)
 	j := job(fd, h)
@@ -187,7 +187,7 @@ func TestReadTimeout(t *testing.T) {
 					return
 				}
 			}
-			time.Sleep(3 * time.Second)
+			drain(c)
 		})
 		c, fd := clientPair(t)
 		h := newHandler(u.addr)
