@@ -40,8 +40,8 @@ type Overrides struct {
 // state the rule Apply follows.
 const (
 	ListenHelp = "address to listen on, host:port (repeatable). With --config or the built-in default it replaces the listen addresses of every [[server]]; alone with --proxy it defaults to " + DefaultListen
-	ProxyHelp  = "proxy a path prefix to backends: PATH=HOST:PORT[,HOST:PORT...], e.g. /ws/=127.0.0.1:9000 (repeatable; several backends are balanced round robin). " +
-		"Builds a config from flags alone, like `caddy reverse-proxy`: cannot be combined with --config (put the location in the file instead)"
+	ProxyHelp  = "proxy a path prefix to backends: PATH=HOST:PORT[,HOST:PORT...], e.g. /ws/=127.0.0.1:9000 (`PREFIX=ADDR`, repeatable; several backends are balanced round robin). " +
+		"Builds a config from flags alone, like caddy reverse-proxy: cannot be combined with --config (put the location in the file instead)"
 	LogLevelHelp       = "log level: debug, info, warn or error (overrides [log] level)"
 	WorkersHelp        = "number of event loops, 0 = one per CPU (overrides workers)"
 	ConnectTimeoutHelp = "backend connect timeout for every location, e.g. 60s (overrides connect_timeout)"

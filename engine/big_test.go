@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/sluice-proxy/sluice/bench"
 )
 
 // buildBinaries compiles sluice and the echo backend once per test binary.
@@ -78,15 +79,17 @@ func TestManyConcurrentTunnels(t *testing.T) {
 			c.Close()
 		}
 	}()
+	// Spread sources over 127.0.0.2..: plenty of ephemeral ports.
+	sources, err := bench.NewSources(50)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < n; i++ {
-		// Spread sources over 127.0.0.2..: plenty of ephemeral ports.
-		src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%50))}
+		nd := sources.Dialer(10 * time.Second)
 		d := &websocket.Dialer{
 			HandshakeTimeout: 10 * time.Second,
-			NetDial: func(network, addr string) (net.Conn, error) {
-				return (&net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}).Dial(network, addr)
-			},
-			ReadBufferSize: 256, WriteBufferSize: 256,
+			NetDial:          nd.Dial,
+			ReadBufferSize:   256, WriteBufferSize: 256,
 		}
 		c, _, err := d.Dial("ws://"+proxyAddr+"/ws/", nil)
 		if err != nil {
@@ -196,14 +199,16 @@ func measureIdle(b *testing.B, n int) float64 {
 			c.Close()
 		}
 	}()
+	sources, err := bench.NewSources(50)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for i := 0; i < n; i++ {
-		src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%50))}
+		nd := sources.Dialer(10 * time.Second)
 		d := &websocket.Dialer{
 			HandshakeTimeout: 10 * time.Second,
-			NetDial: func(network, addr string) (net.Conn, error) {
-				return (&net.Dialer{LocalAddr: src}).Dial(network, addr)
-			},
-			ReadBufferSize: 64, WriteBufferSize: 64,
+			NetDial:          nd.Dial,
+			ReadBufferSize:   64, WriteBufferSize: 64,
 		}
 		c, _, err := d.Dial("ws://"+proxyAddr+"/ws/", nil)
 		if err != nil {

@@ -657,3 +657,39 @@ func TestClientKilledMidTunnel(t *testing.T) {
 	}
 	expectFDs(t, base)
 }
+
+// TestKeepAliveRefusalBounded: an upstream that answers a chunked 426 and
+// keeps its connection open does not hold the client for the tunnel's read
+// timeout: the handshake timeout (1s here) ends the relayed answer.
+func TestKeepAliveRefusalBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				_, _ = c.Read(buf)
+				_, _ = c.Write([]byte("HTTP/1.1 426 Upgrade Required\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nno\n\r\n0\r\n\r\n"))
+				time.Sleep(5 * time.Second) // keep-alive: never closes on its own
+			}(c)
+		}
+	}()
+	p := startProxy(t, simpleConfig(ln.Addr().String()))
+	start := time.Now()
+	resp := rawExchange(t, p.addr, upgradeHead+"\r\n", 4*time.Second)
+	took := time.Since(start)
+	if statusOf(resp) != 426 || !strings.HasSuffix(resp, "0\r\n\r\n") {
+		t.Fatalf("want the relayed chunked 426, got:\n%q", resp)
+	}
+	if took > 2500*time.Millisecond {
+		t.Fatalf("client held for %v; the handshake timeout is 1s", took)
+	}
+}

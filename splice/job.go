@@ -107,8 +107,9 @@ type Verdict struct {
 	// Refuse: Reply is written to the client first; then Skip bytes of the
 	// upstream reply are discarded and the next Forward bytes of the upstream
 	// stream (the rest of the reply buffer, then more reads) are relayed to
-	// the client (Forward = -1: until the upstream closes, still bounded by
-	// ReadTimeout and SendTimeout); then both are closed. Held is dropped and
+	// the client (Forward = -1: until the upstream closes); then both are
+	// closed. While it lasts, the read idle limit is the shorter of
+	// HandshakeTimeout and ReadTimeout, and SendTimeout applies. Held is dropped and
 	// the client→upstream direction is never opened. Reply must stay
 	// untouched until Done.
 	Reply   []byte

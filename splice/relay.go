@@ -81,6 +81,17 @@ type tunnel struct {
 	dead   bool  // finished; pointers to it may linger in lists
 }
 
+// readIdle is the read idle timeout in force. A refusal is still part of
+// the handshake: an upstream that answers, say, a chunked 426 and then keeps
+// the connection open must not hold the client for the tunnel's read
+// timeout (an hour by default), so the handshake timeout bounds it.
+func (t *tunnel) readIdle() int64 {
+	if t.state == stRefuse && t.ht > 0 && (t.rt == 0 || t.ht < t.rt) {
+		return t.ht
+	}
+	return t.rt
+}
+
 // due returns the tunnel's real earliest deadline in loop time.
 func (t *tunnel) due() int64 {
 	switch t.state {
@@ -91,8 +102,8 @@ func (t *tunnel) due() int64 {
 		// The read clock runs only while we wait for the upstream: while the
 		// down flow is blocked on the client we are not reading, by choice
 		// (nginx deletes its read timer in that case too).
-		if t.rt > 0 && t.state != stFailing && t.d[toDown].buf == nil {
-			d = t.lastUp + t.rt
+		if rt := t.readIdle(); rt > 0 && t.state != stFailing && t.d[toDown].buf == nil {
+			d = t.lastUp + rt
 		}
 		if t.st > 0 {
 			for i := range t.d {
@@ -263,8 +274,8 @@ func (l *loop) flush(t *tunnel, i int) unix.Errno {
 		// heap key (a send deadline): a heap operation per unblocking, at
 		// most, never per chunk.
 		t.lastUp = l.now
-		if t.rt > 0 {
-			l.arm(t, l.now+t.rt)
+		if rt := t.readIdle(); rt > 0 {
+			l.arm(t, l.now+rt)
 		}
 	}
 	return 0

@@ -219,7 +219,10 @@ func (l *loop) startTunnel(t *tunnel) {
 		held = append(append(make([]byte, 0, len(t.req)+len(held)), t.req...), held...)
 	}
 	l.pend(&t.d[toUp], held)
+	// A tunnel lives for hours: drop every reference to handshake bytes now,
+	// so an idle tunnel keeps none of them alive.
 	t.reply, t.req = nil, nil
+	t.job.Request, t.job.Held = nil, nil
 	// Client bytes may have waited in the kernel since before registration;
 	// one read that finds nothing costs an EAGAIN.
 	t.s[client].readable = true
@@ -250,6 +253,7 @@ func (l *loop) refuse(t *tunnel, v Verdict) {
 	}
 	out := append(append(make([]byte, 0, len(v.Reply)+len(rest)), v.Reply...), rest...)
 	t.reply, t.req = nil, nil
+	t.job.Request, t.job.Held = nil, nil
 	t.skip, t.fwd = skip, fwd
 	t.lastUp = l.now
 	l.pend(&t.d[toDown], out)
