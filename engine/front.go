@@ -133,6 +133,16 @@ var (
 // upstream and waits for its 101. The duplicate is taken and gnet's copy
 // closed in this same OnTraffic, before anything is dialed, so gnet can
 // never read bytes that belong to the tunnel (see ARCHITECTURE.md).
+//
+// Checked against gnet v2.10.0: returning gnet.Close from OnTraffic runs
+// eventloop.close at once, which flushes the (empty) outbound buffer, calls
+// EPOLL_CTL_DEL on gnet's fd and then close() on it; the socket lives on in
+// the duplicate, whose own epoll registration in splice is untouched, and no
+// FIN is sent while the duplicate is open. Peek(-1) covers both gnet's
+// inbound buffer and the bytes of the current read, so nothing the client
+// sent past its head is lost: it travels as Job.Held. gnet conns are not
+// pooled, so a late AsyncWrite/Close from the header-timeout ticker on a
+// conn that was handed off meets !opened and does nothing.
 func (f *front) handOff(c gnet.Conn, cc *clientConn, srv *server, loc *location, req *handshake.Request, buf []byte) gnet.Action {
 	fd, err := c.Dup()
 	if err != nil {
