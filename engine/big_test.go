@@ -17,7 +17,7 @@ import (
 )
 
 // buildBinaries compiles sluice and the echo backend once per test binary.
-func buildBinaries(t *testing.T) (sluice, echo string) {
+func buildBinaries(t testing.TB) (sluice, echo string) {
 	t.Helper()
 	dir := t.TempDir()
 	sluice, echo = filepath.Join(dir, "sluice"), filepath.Join(dir, "echo")
@@ -31,7 +31,7 @@ func buildBinaries(t *testing.T) (sluice, echo string) {
 }
 
 // startChild runs a process for the test and stops it (by its PID) at the end.
-func startChild(t *testing.T, name string, args ...string) *exec.Cmd {
+func startChild(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -45,7 +45,7 @@ func startChild(t *testing.T, name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func childFDs(t *testing.T, pid int) int {
+func childFDs(t testing.TB, pid int) int {
 	t.Helper()
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
@@ -73,30 +73,12 @@ func TestManyConcurrentTunnels(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	base := childFDs(t, proxyCmd.Process.Pid)
 
-	conns := make([]*websocket.Conn, 0, n)
+	conns := openTunnels(t, proxyAddr, n)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	// Spread sources over 127.0.0.2..: plenty of ephemeral ports.
-	sources, err := bench.NewSources(50)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < n; i++ {
-		nd := sources.Dialer(10 * time.Second)
-		d := &websocket.Dialer{
-			HandshakeTimeout: 10 * time.Second,
-			NetDial:          nd.Dial,
-			ReadBufferSize:   256, WriteBufferSize: 256,
-		}
-		c, _, err := d.Dial("ws://"+proxyAddr+"/ws/", nil)
-		if err != nil {
-			t.Fatalf("tunnel %d: %v", i, err)
-		}
-		conns = append(conns, c)
-	}
 	if got := childFDs(t, proxyCmd.Process.Pid) - base; got < 2*n {
 		t.Fatalf("sluice holds %d more fds with %d tunnels open, want ≥ %d", got, n, 2*n)
 	}
@@ -159,26 +141,11 @@ func BenchmarkIdleTunnelMemory(b *testing.B) {
 }
 
 func measureIdle(b *testing.B, n int) float64 {
-	dir := b.TempDir()
-	sluiceBin, echoBin := filepath.Join(dir, "sluice"), filepath.Join(dir, "echo")
-	for out, pkg := range map[string]string{sluiceBin: "../cmd/sluice", echoBin: "../examples/echo"} {
-		if o, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-			b.Fatalf("go build %s: %v\n%s", pkg, err, o)
-		}
-	}
+	sluiceBin, echoBin := buildBinaries(b)
 	echoAddr, proxyAddr := freeAddr(b), freeAddr(b)
-	run := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.Command(name, args...)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-		return cmd
-	}
-	run(echoBin, "-listen", echoAddr, "-quiet")
+	startChild(b, echoBin, "-listen", echoAddr, "-quiet")
 	waitListening(b, echoAddr)
-	proxy := run(sluiceBin, "--listen", proxyAddr, "--proxy", "/ws/="+echoAddr, "--log-level", "warn", "--workers", "1")
+	proxy := startChild(b, sluiceBin, "--listen", proxyAddr, "--proxy", "/ws/="+echoAddr, "--log-level", "warn", "--workers", "1")
 	waitListening(b, proxyAddr)
 	// Warm up: one tunnel, so the loops' shared buffers exist before the baseline.
 	warm, _, err := websocket.DefaultDialer.Dial("ws://"+proxyAddr+"/ws/", nil)
@@ -193,29 +160,12 @@ func measureIdle(b *testing.B, n int) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	conns := make([]*websocket.Conn, 0, n)
+	conns := openTunnels(b, proxyAddr, n)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	sources, err := bench.NewSources(50)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; i < n; i++ {
-		nd := sources.Dialer(10 * time.Second)
-		d := &websocket.Dialer{
-			HandshakeTimeout: 10 * time.Second,
-			NetDial:          nd.Dial,
-			ReadBufferSize:   64, WriteBufferSize: 64,
-		}
-		c, _, err := d.Dial("ws://"+proxyAddr+"/ws/", nil)
-		if err != nil {
-			b.Fatalf("tunnel %d: %v", i, err)
-		}
-		conns = append(conns, c)
-	}
 	// Every tunnel carries one message, as a real idle chat client would
 	// have, then sits idle.
 	for i, c := range conns {
@@ -234,4 +184,31 @@ func measureIdle(b *testing.B, n int) float64 {
 	per := float64(after-before) / float64(n)
 	b.Logf("sluice PSS %d KiB → %d KiB with %d idle tunnels: %.2f KiB per tunnel", before, after, n, per)
 	return per
+}
+
+// openTunnels opens n WebSocket tunnels to ws://addr/ws/, spread over 50
+// loopback source addresses so ephemeral ports never run out.
+func openTunnels(tb testing.TB, addr string, n int) []*websocket.Conn {
+	tb.Helper()
+	sources, err := bench.NewSources(50)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conns := make([]*websocket.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		d := &websocket.Dialer{
+			HandshakeTimeout: 10 * time.Second,
+			NetDial:          sources.Dialer(10 * time.Second).Dial,
+			ReadBufferSize:   256, WriteBufferSize: 256,
+		}
+		c, _, err := d.Dial("ws://"+addr+"/ws/", nil)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			tb.Fatalf("tunnel %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	return conns
 }
