@@ -174,6 +174,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err := <-e.done:
 		e.pool.Close()
+		if err == nil {
+			// gnet reports some fatal stops (an acceptor error) only in its
+			// own log and returns nil.
+			err = errors.New("gnet engine shut down on its own (see the error log)")
+		}
 		return fmt.Errorf("event loops stopped: %w", err)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -85,7 +84,7 @@ func (t *tunnel) Judge(reply []byte) splice.Verdict {
 		return splice.Verdict{Action: splice.NeedMore}
 	}
 	if err != nil {
-		return t.badGateway(fmt.Errorf("upstream %s: %w", t.cur.Name, err))
+		return t.badGateway(err)
 	}
 	if resp.Status != 101 {
 		t.status = resp.Status
@@ -93,7 +92,7 @@ func (t *tunnel) Judge(reply []byte) splice.Verdict {
 		return splice.Verdict{Action: splice.Refuse, Reply: head, Skip: resp.HeadLen, Forward: handshake.BodyLength(resp)}
 	}
 	if err := handshake.VerifyUpgrade(resp, t.key[:t.keyLen]); err != nil {
-		return t.badGateway(fmt.Errorf("upstream %s: %w", t.cur.Name, err))
+		return t.badGateway(err)
 	}
 	t.status = 101
 	t.opened = true
@@ -110,11 +109,14 @@ func (t *tunnel) fail() {
 	}
 }
 
-func (t *tunnel) badGateway(err error) splice.Verdict {
+// badGateway refuses with 502. cause is a handshake sentinel: the client
+// learns what was wrong with the answer, the error log also learns which
+// upstream gave it (an internal address the client must not see).
+func (t *tunnel) badGateway(cause error) splice.Verdict {
 	t.fail()
 	t.status = 502
-	t.e.log.Warn("invalid upgrade answer", zapErr(err))
-	return splice.Verdict{Action: splice.Refuse, Reply: handshake.AppendErrorResponse(nil, 502, handshake.ErrUpstreamMalformed), Skip: 0, Forward: 0}
+	t.e.log.Warn("invalid upgrade answer", zapServer(t.cur), zapErr(cause))
+	return splice.Verdict{Action: splice.Refuse, Reply: handshake.AppendErrorResponse(nil, 502, cause)}
 }
 
 // Failed implements splice.Handler: 504 when the upstream was too slow to
