@@ -85,6 +85,12 @@ type Log struct {
 }
 
 // Upstream is a named group of backends, the [upstream.NAME] table.
+//
+// A WebSocket tunnel lives for hours, so where it lands matters more than
+// for a short request, and a backend that dies must stop getting new
+// tunnels at once: hence the balancing methods, the per-server limits and
+// the two kinds of health below. Balancing is per tunnel; a tunnel never
+// moves once its 101 has reached the client.
 type Upstream struct {
 	// Name is the group's name: the NAME of [upstream.NAME], or, for an
 	// anonymous group written inline in proxy_pass, the proxy_pass value
@@ -93,23 +99,199 @@ type Upstream struct {
 	Name string `toml:"-"`
 
 	// Servers are the backends, each "host:port" (host may be a name, an
-	// IPv4 address or a bracketed IPv6 address). Nothing is resolved at
-	// load time. At least one is required.
-	// nginx: server 127.0.0.1:9001; inside upstream { }
+	// IPv4 address or a bracketed IPv6 address) followed, as in nginx, by
+	// optional parameters separated by spaces:
+	//
+	//	weight=N        share relative to the others, 1 to 1000; default 1
+	//	max_conns=N     at most N tunnels (live plus being set up); default 0, no cap
+	//	max_fails=N     N failed attempts within fail_timeout make the server
+	//	                unavailable for fail_timeout; default 1; 0 disables
+	//	fail_timeout=T  that window and that pause; default 10s
+	//	backup          gets tunnels only when no other server can take one
+	//	                (not with ip_hash or hash, as in nginx)
+	//	down            never gets tunnels
+	//
+	// e.g. "10.0.0.11:9000 weight=3 max_fails=2 fail_timeout=30s". A failed
+	// attempt is a refused or timed-out connect, or an upgrade answer that
+	// is not valid HTTP or a 101 with a wrong Sec-WebSocket-Accept; an
+	// answer such as 403 or 503 is relayed to the client and is not a
+	// failure (nginx's default, proxy_next_upstream error timeout
+	// invalid_header). A name is resolved when sluice starts (every address
+	// becomes a server; a name with IPv4 addresses uses only those) and
+	// again every Resolve. At least one server is required, and at least
+	// one that is not a backup.
+	// nginx: server 10.0.0.11:9000 weight=3 max_fails=2 fail_timeout=30s;
 	Servers []string `toml:"servers"`
 
-	// Method chooses the backend for each new connection. Only
-	// "round_robin" (the default) exists today; other values are rejected
-	// rather than silently treated as round robin.
-	// nginx: round robin is nginx's default too (no directive)
+	// Method chooses the backend of each new tunnel:
+	//
+	//	"round_robin"  nginx's smooth weighted round robin (the default)
+	//	"least_conn"   fewest tunnels per unit of weight; ties in weighted
+	//	               round-robin order (nginx: least_conn)
+	//	"ip_hash"      a client network keeps its backend: the first three
+	//	               octets of an IPv4 address, all of an IPv6 one, hashed
+	//	               exactly as nginx does, so a mixed fleet agrees (nginx: ip_hash)
+	//	"hash"         hash of HashKey, nginx's algorithm; with Consistent,
+	//	               a ketama ring (nginx: hash $key [consistent])
+	//	"random"       two backends drawn by weight, the less loaded wins
+	//	               (nginx: random two least_conn)
+	//
+	// When the chosen backend is unavailable, ip_hash and hash move on as
+	// nginx does (rehash, or the next point on the ring). Default
+	// "round_robin".
 	Method string `toml:"method"`
 
+	// HashKey is what method "hash" hashes, in nginx variable syntax:
+	// "$remote_addr" (client address), "$http_NAME" (a request header,
+	// "_" for "-"), "$cookie_NAME", "$arg_NAME" (a query argument, raw),
+	// or "$uri" (the path as sent, without the query). One variable only.
+	// A request without the key (no such cookie) is balanced round robin.
+	// Required with method "hash", refused with the others.
+	// nginx: hash $cookie_session;
+	HashKey string `toml:"hash_key"`
+
+	// Consistent makes method "hash" use a consistent-hash ring (nginx's
+	// ketama continuum: 160 points per unit of weight, crc32 of the server
+	// address): adding or removing one of N backends moves about 1/N of
+	// the keys instead of nearly all. The ring depends only on the server
+	// list, so every sluice instance behind one L4 balancer, and every
+	// restart, sends a key to the same backend. Default false.
+	// nginx: hash $key consistent;
+	Consistent bool `toml:"consistent"`
+
 	// MaxTries is how many backends one handshake may try, moving to the
-	// next one when a connection fails, before the client gets a 502.
-	// 0, the default, means every server once.
+	// next one when a connect fails or times out, before the client gets
+	// a 502 (or 504). 0, the default, means every server once. Nothing is
+	// retried once the backend's 101 has reached the client.
 	// nginx: proxy_next_upstream_tries (0 there means unlimited)
 	MaxTries int `toml:"max_tries"`
+
+	// NextUpstreamTimeout bounds the time, from the first connect attempt
+	// of a handshake, after which no other backend is tried. It is checked
+	// between attempts; each attempt is still bounded by connect_timeout.
+	// "0", the default, means no bound beyond MaxTries.
+	// nginx: proxy_next_upstream_timeout
+	NextUpstreamTimeout Duration `toml:"next_upstream_timeout"`
+
+	// Resolve is how often server names are looked up again; a change of
+	// addresses applies to new tunnels at once, without a restart, and
+	// tunnels already open are left alone. A failed lookup keeps the
+	// previous addresses. Default "30s"; "0" resolves names once, at
+	// start. No effect when every server is an IP address.
+	// nginx: server backend:9000 resolve; with resolver ... valid=30s;
+	Resolve *Duration `toml:"resolve"`
+
+	// HealthCheck enables active health checks, the
+	// [upstream.NAME.health_check] table. Without it only passive health
+	// (max_fails, fail_timeout) applies.
+	// nginx: health_check (nginx Plus only)
+	HealthCheck *HealthCheck `toml:"health_check"`
+
+	// ServerSpecs are Servers parsed: address and parameters, with every
+	// default filled in. Filled by Validate; not a TOML key.
+	ServerSpecs []ServerSpec `toml:"-"`
 }
+
+// Specs returns the servers parsed, every default filled in:
+// ServerSpecs, or for an anonymous group (built by Validate from a
+// proxy_pass list, which has no parameters) one default spec per server.
+func (u *Upstream) Specs() []ServerSpec {
+	if u.ServerSpecs != nil {
+		return u.ServerSpecs
+	}
+	out := make([]ServerSpec, 0, len(u.Servers))
+	for _, s := range u.Servers {
+		if spec, msg := parseServerSpec(s); msg == "" {
+			out = append(out, spec)
+		}
+	}
+	return out
+}
+
+// ResolveEvery returns Resolve, or DefaultResolve when it is unset (an
+// anonymous group).
+func (u *Upstream) ResolveEvery() Duration {
+	if u.Resolve == nil {
+		return DefaultResolve
+	}
+	return *u.Resolve
+}
+
+// ServerSpec is one entry of Upstream.Servers, parsed. See Servers for
+// what each field means.
+type ServerSpec struct {
+	Address     string // "host:port", host lowercased
+	Weight      int
+	MaxConns    int
+	MaxFails    int
+	FailTimeout Duration
+	Backup      bool
+	Down        bool
+}
+
+// HealthCheck is the [upstream.NAME.health_check] table: every server of
+// the group (except those marked down) is checked on an interval from a
+// goroutine of the group, never from a tunnel's path. A server that fails
+// Fall checks in a row gets no new tunnels, and its open tunnels are left
+// alone; after Rise passing checks in a row it gets tunnels again.
+// Servers start healthy. If every server of a group is unhealthy, new
+// tunnels get 502 "no live upstreams".
+type HealthCheck struct {
+	// Type is "websocket" (the default) or "http". A websocket check is a
+	// real client: it connects, sends an upgrade to Path with a fresh
+	// key, requires a 101 whose Sec-WebSocket-Accept matches, exchanges a
+	// ping (see Ping), sends a close 1000 and waits for the server's
+	// close. An http check sends GET Path and requires a status in
+	// ExpectStatus.
+	// nginx: health_check type=... (nginx Plus; it has no WebSocket type)
+	Type string `toml:"type"`
+
+	// Path is the request target of each check, e.g. "/ws/health".
+	// Default "/".
+	// nginx: health_check uri=/ws/health;
+	Path string `toml:"path"`
+
+	// Host is the Host header of each check. Default "": the server's
+	// "ip:port".
+	// nginx: proxy_set_header Host, as applied to health checks
+	Host string `toml:"host"`
+
+	// Interval between two checks of a server. Default "5s".
+	// nginx: health_check interval=5s;
+	Interval Duration `toml:"interval"`
+
+	// Timeout bounds a whole check, connect to close. Default "2s".
+	// nginx: health_check's use of proxy_connect_timeout/proxy_read_timeout
+	Timeout Duration `toml:"timeout"`
+
+	// Rise is the passing checks in a row that make an unhealthy server
+	// healthy. Default 2.
+	// nginx: health_check passes=2;
+	Rise int `toml:"rise"`
+
+	// Fall is the failed checks in a row that make a server unhealthy.
+	// Default 3.
+	// nginx: health_check fails=3;
+	Fall int `toml:"fall"`
+
+	// Ping makes a websocket check send a ping and require the pong with
+	// the same payload before it closes. Default true; websocket checks
+	// only.
+	// nginx: (none)
+	Ping *bool `toml:"ping"`
+
+	// ExpectStatus are the statuses an http check accepts: codes and
+	// ranges separated by commas, e.g. "200", "200-299,304". Default
+	// "200-399" (any 2xx or 3xx); http checks only.
+	// nginx: match { status 200-399; }
+	ExpectStatus string `toml:"expect_status"`
+
+	// Expect is ExpectStatus parsed. Filled by Validate; not a TOML key.
+	Expect []StatusRange `toml:"-"`
+}
+
+// StatusRange is an inclusive range of HTTP status codes.
+type StatusRange struct{ Lo, Hi int }
 
 // Server is one virtual server, a [[server]] table.
 type Server struct {
@@ -162,8 +344,9 @@ type Location struct {
 
 	// ProxyPass says where to send the connection: the name of an
 	// [upstream.NAME] group, or "host:port", or "host:port,host:port"
-	// (an anonymous round-robin group). No scheme: "http://" or "ws://"
-	// prefixes are rejected with a hint. Required.
+	// (an anonymous round-robin group with every default of Upstream).
+	// No scheme: "http://" or "ws://" prefixes are rejected with a hint.
+	// Required.
 	// nginx: proxy_pass http://chat; or proxy_pass http://127.0.0.1:9001;
 	ProxyPass string `toml:"proxy_pass"`
 
@@ -232,6 +415,18 @@ const (
 	DefaultReadTimeout         = Duration(3600 * time.Second)
 	DefaultSendTimeout         = Duration(3600 * time.Second)
 	DefaultBufferSize          = Size(16 << 10)
+
+	DefaultWeight        = 1
+	DefaultMaxFails      = 1
+	DefaultFailTimeout   = Duration(10 * time.Second)
+	DefaultResolve       = Duration(30 * time.Second)
+	DefaultCheckType     = "websocket"
+	DefaultCheckPath     = "/"
+	DefaultCheckInterval = Duration(5 * time.Second)
+	DefaultCheckTimeout  = Duration(2 * time.Second)
+	DefaultRise          = 2
+	DefaultFall          = 3
+	DefaultExpectStatus  = "200-399"
 )
 
 // SetDefaults fills every unset (zero) field with its documented default.
@@ -244,7 +439,7 @@ func (c *Config) SetDefaults() {
 	setString(&c.Log.AccessLog, DefaultAccessLog)
 	for _, u := range c.Upstreams {
 		if u != nil {
-			setString(&u.Method, DefaultMethod)
+			u.setDefaults()
 		}
 	}
 	for _, s := range c.Servers {
@@ -262,6 +457,35 @@ func (c *Config) SetDefaults() {
 			setZero(&l.ReadTimeout, DefaultReadTimeout)
 			setZero(&l.SendTimeout, DefaultSendTimeout)
 			setZero(&l.BufferSize, DefaultBufferSize)
+		}
+	}
+}
+
+func (u *Upstream) setDefaults() {
+	setString(&u.Method, DefaultMethod)
+	if u.Resolve == nil {
+		d := DefaultResolve
+		u.Resolve = &d
+	}
+	if h := u.HealthCheck; h != nil {
+		setString(&h.Type, DefaultCheckType)
+		setString(&h.Path, DefaultCheckPath)
+		setZero(&h.Interval, DefaultCheckInterval)
+		setZero(&h.Timeout, DefaultCheckTimeout)
+		if h.Rise == 0 {
+			h.Rise = DefaultRise
+		}
+		if h.Fall == 0 {
+			h.Fall = DefaultFall
+		}
+		switch h.Type {
+		case "websocket":
+			if h.Ping == nil {
+				on := true
+				h.Ping = &on
+			}
+		case "http":
+			setString(&h.ExpectStatus, DefaultExpectStatus)
 		}
 	}
 }
@@ -293,6 +517,20 @@ func (c *Config) clone() *Config {
 		}
 		v := *u
 		v.Servers = append([]string(nil), u.Servers...)
+		v.ServerSpecs = append([]ServerSpec(nil), u.ServerSpecs...)
+		if u.Resolve != nil {
+			r := *u.Resolve
+			v.Resolve = &r
+		}
+		if h := u.HealthCheck; h != nil {
+			nh := *h
+			if h.Ping != nil {
+				p := *h.Ping
+				nh.Ping = &p
+			}
+			nh.Expect = append([]StatusRange(nil), h.Expect...)
+			v.HealthCheck = &nh
+		}
 		copied[u] = &v
 		return &v
 	}

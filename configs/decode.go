@@ -148,6 +148,13 @@ func (d *decoder) value(path string, v reflect.Value, raw any) {
 			return
 		}
 		v.SetString(s)
+	case reflect.Bool:
+		b, ok := raw.(bool)
+		if !ok {
+			d.add(path, "expected true or false")
+			return
+		}
+		v.SetBool(b)
 	case reflect.Int:
 		n, ok := raw.(int64)
 		if !ok {

@@ -137,8 +137,8 @@ listen = ["127.0.0.1:8080"]
 		},
 		{
 			name: "unknown method",
-			src:  strings.Replace(base, "servers =", "method = \"least_conn\"\nservers =", 1),
-			want: `sluice.toml:2:1: upstream.chat.method: unknown method "least_conn" (only "round_robin" is supported for now)`,
+			src:  strings.Replace(base, "servers =", "method = \"fastest\"\nservers =", 1),
+			want: `sluice.toml:2:1: upstream.chat.method: unknown method "fastest" (want round_robin, least_conn, ip_hash, hash or random)`,
 		},
 		{
 			name: "bad upstream server",

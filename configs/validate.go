@@ -87,18 +87,207 @@ func (c *Config) validateUpstreams(l *errorList) {
 		if len(u.Servers) == 0 {
 			l.add(path+".servers", "no servers: an upstream needs at least one \"host:port\"")
 		}
+		hashing := u.Method == "ip_hash" || u.Method == "hash"
+		u.ServerSpecs = u.ServerSpecs[:0]
+		primary := false
 		for j, s := range u.Servers {
-			if _, msg := checkHostPort(s, true); msg != "" {
-				l.add(path+".servers["+strconv.Itoa(j)+"]", "%s", msg)
+			sp := path + ".servers[" + strconv.Itoa(j) + "]"
+			spec, msg := parseServerSpec(s)
+			if msg != "" {
+				l.add(sp, "%s", msg)
+				continue
 			}
+			if spec.Backup && hashing {
+				// nginx refuses it too: a backup has no place in the
+				// key space of a hash.
+				l.add(sp, "backup cannot be used with method %q (nginx refuses it too); use round_robin, least_conn or random", u.Method)
+			}
+			primary = primary || !spec.Backup
+			u.ServerSpecs = append(u.ServerSpecs, spec)
 		}
-		if u.Method != DefaultMethod {
-			l.add(path+".method", "unknown method %q (only \"round_robin\" is supported for now)", u.Method)
+		if len(u.ServerSpecs) == len(u.Servers) && len(u.Servers) > 0 && !primary {
+			l.add(path+".servers", "every server is a backup: at least one must not be")
+		}
+		if len(u.ServerSpecs) == 0 {
+			u.ServerSpecs = nil
+		}
+		switch u.Method {
+		case "round_robin", "least_conn", "ip_hash", "random":
+			if u.HashKey != "" {
+				l.add(path+".hash_key", "only method \"hash\" uses a hash_key (method is %q)", u.Method)
+			}
+		case "hash":
+			if u.HashKey == "" {
+				l.add(path+".method", "method \"hash\" needs a hash_key, e.g. hash_key = \"$cookie_session\" or \"$remote_addr\"")
+			} else if msg := checkHashKey(u.HashKey); msg != "" {
+				l.add(path+".hash_key", "%s", msg)
+			}
+		default:
+			l.add(path+".method", "unknown method %q (want round_robin, least_conn, ip_hash, hash or random)", u.Method)
+		}
+		if u.Consistent && u.Method != "hash" {
+			l.add(path+".consistent", "only method \"hash\" can be consistent (method is %q)", u.Method)
 		}
 		if u.MaxTries < 0 {
 			l.add(path+".max_tries", "must be 0 (every server once) or more, got %d", u.MaxTries)
 		}
+		if u.HealthCheck != nil {
+			validateHealthCheck(l, path+".health_check", u.HealthCheck)
+		}
 	}
+}
+
+// parseServerSpec reads one servers entry: "host:port" then nginx-style
+// parameters. It returns the spec with defaults filled, or a message.
+func parseServerSpec(s string) (ServerSpec, string) {
+	fields := strings.Fields(s)
+	if len(fields) == 0 {
+		return ServerSpec{}, "empty server: want \"host:port\" and optional parameters"
+	}
+	addr, msg := checkHostPort(fields[0], true)
+	if msg != "" {
+		return ServerSpec{}, msg
+	}
+	spec := ServerSpec{Address: addr, Weight: DefaultWeight, MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout}
+	seen := map[string]bool{}
+	for _, f := range fields[1:] {
+		key, val, hasVal := strings.Cut(f, "=")
+		if seen[key] {
+			return ServerSpec{}, fmt.Sprintf("parameter %q given twice", key)
+		}
+		seen[key] = true
+		num := func(lo, hi int) (int, string) {
+			n, err := strconv.Atoi(val)
+			if !hasVal || !isDigits(val) || err != nil || n < lo || n > hi {
+				return 0, fmt.Sprintf("invalid %s %q: want %s=N with N from %d to %d", key, f, key, lo, hi)
+			}
+			return n, ""
+		}
+		switch key {
+		case "weight":
+			spec.Weight, msg = num(1, 1000)
+		case "max_conns":
+			spec.MaxConns, msg = num(0, 1<<30)
+		case "max_fails":
+			spec.MaxFails, msg = num(0, 1<<30)
+		case "fail_timeout":
+			d, err := ParseDuration(val)
+			switch {
+			case !hasVal:
+				msg = fmt.Sprintf("invalid %q: want fail_timeout=T, e.g. fail_timeout=30s", f)
+			case err != nil:
+				msg = fmt.Sprintf("fail_timeout: %v", err)
+			case d <= 0:
+				msg = "fail_timeout must be > 0"
+			}
+			spec.FailTimeout = d
+		case "backup", "down":
+			if hasVal {
+				msg = fmt.Sprintf("%q takes no value: write %q", f, key)
+			}
+			spec.Backup = spec.Backup || key == "backup"
+			spec.Down = spec.Down || key == "down"
+		default:
+			msg = fmt.Sprintf("unknown parameter %q (want weight=, max_conns=, max_fails=, fail_timeout=, backup or down)", key)
+		}
+		if msg != "" {
+			return ServerSpec{}, msg
+		}
+	}
+	return spec, ""
+}
+
+// checkHashKey accepts the hash_key forms of Upstream.HashKey (the same
+// grammar as upstream.ParseHashKey, which the engine uses).
+func checkHashKey(k string) string {
+	switch k {
+	case "$remote_addr", "$uri", "$request_uri", "$document_uri":
+		return ""
+	}
+	for _, p := range []string{"$http_", "$cookie_", "$arg_"} {
+		if name, ok := strings.CutPrefix(k, p); ok {
+			if !isWord(name) {
+				return fmt.Sprintf("invalid hash_key %q: the name after %q must be letters, digits, \"-\", \"_\" or \".\"", k, p)
+			}
+			return ""
+		}
+	}
+	return fmt.Sprintf("invalid hash_key %q: want one of $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME, $uri", k)
+}
+
+func validateHealthCheck(l *errorList, path string, h *HealthCheck) {
+	switch h.Type {
+	case "websocket":
+		if h.ExpectStatus != "" {
+			l.add(path+".expect_status", "expect_status applies to type = \"http\" only (a websocket check requires a 101)")
+		}
+	case "http":
+		if h.Ping != nil && *h.Ping {
+			l.add(path+".ping", "ping applies to type = \"websocket\" only")
+		}
+	default:
+		l.add(path+".type", "unknown type %q (want \"websocket\" or \"http\")", h.Type)
+	}
+	if msg := checkTarget(h.Path); msg != "" {
+		l.add(path+".path", "%s", msg)
+	}
+	if h.Host != "" && !isHostHeader(h.Host) {
+		l.add(path+".host", "invalid host %q: want a name or \"name:port\"", h.Host)
+	}
+	if h.Interval <= 0 {
+		l.add(path+".interval", "must be > 0")
+	}
+	if h.Timeout <= 0 {
+		l.add(path+".timeout", "must be > 0")
+	}
+	if h.Rise < 1 {
+		l.add(path+".rise", "must be 1 or more, got %d", h.Rise)
+	}
+	if h.Fall < 1 {
+		l.add(path+".fall", "must be 1 or more, got %d", h.Fall)
+	}
+	h.Expect = nil
+	if h.Type == "http" {
+		rs, msg := parseStatusRanges(h.ExpectStatus)
+		if msg != "" {
+			l.add(path+".expect_status", "%s", msg)
+		}
+		h.Expect = rs
+	}
+}
+
+// checkTarget accepts an origin-form request target: "/" then visible
+// ASCII, a query allowed. The value goes into the check's request line
+// verbatim, so a space or CR/LF in it would break or inject the request.
+func checkTarget(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Sprintf("%q must start with \"/\"", p)
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return fmt.Sprintf("%q: a request target cannot contain spaces, control characters or \"#\"", p)
+		}
+	}
+	return ""
+}
+
+// parseStatusRanges reads "200-399" or "200,204,300-399".
+func parseStatusRanges(s string) ([]StatusRange, string) {
+	var out []StatusRange
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		if !isRange {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+		b, err2 := strconv.Atoi(strings.TrimSpace(hi))
+		if err1 != nil || err2 != nil || a < 100 || b > 599 || a > b {
+			return nil, fmt.Sprintf("invalid expect_status %q: want codes or ranges from 100 to 599, e.g. \"200-399\" or \"200,204\"", s)
+		}
+		out = append(out, StatusRange{a, b})
+	}
+	return out, ""
 }
 
 func (c *Config) upstreamNames() []string {
@@ -215,6 +404,8 @@ func (c *Config) resolve(l *errorList, path string, loc *Location, anon map[stri
 	name := strings.Join(servers, ",")
 	u := anon[name]
 	if u == nil {
+		// Only what the list says: Specs and ResolveEvery supply the
+		// defaults of everything else.
 		u = &Upstream{Name: name, Servers: servers, Method: DefaultMethod}
 		anon[name] = u
 	}

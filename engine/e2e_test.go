@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/sluice-proxy/sluice/handshake"
 )
 
 const upgradeHead = "GET /ws/chat?room=1 HTTP/1.1\r\n" +
@@ -414,8 +416,8 @@ func TestBadAcceptIs502(t *testing.T) {
 	})
 	p := startProxy(t, simpleConfig(up.addr))
 	resp := rawExchange(t, p.addr, upgradeHead+"\r\n", 3*time.Second)
-	if statusOf(resp) != 502 {
-		t.Fatalf("want 502 for a wrong Sec-WebSocket-Accept, got:\n%s", resp)
+	if statusOf(resp) != 502 || !strings.Contains(resp, handshake.ErrUpstreamAccept.Error()) {
+		t.Fatalf("want 502 naming the wrong Sec-WebSocket-Accept, got:\n%s", resp)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package engine wires sluice together: gnet listeners and their
 // per-connection state machine (head → route → hand-off), the splice relay
 // pool that dials, verifies the upstream's 101 and relays the tunnel, and
-// the logs. It is the only package that imports gnet.
+// the logs. It is the only package of the proxy itself that imports gnet (the
+// benchmark echo backend in package bench runs on gnet too).
 //
 // The path of one connection:
 //
@@ -52,15 +53,15 @@ type stats struct {
 // New checks that cfg can be served (upstream names resolve, listen
 // addresses parse) without binding anything.
 func New(cfg *configs.Config, logs Logs) (*Engine, error) {
-	r, err := buildRouter(cfg)
-	if err != nil {
-		return nil, err
-	}
 	if logs.Error == nil {
 		logs.Error = zap.NewNop()
 	}
 	if logs.Access == nil {
 		logs.Access = zap.NewNop()
+	}
+	r, err := buildRouter(cfg, logs.Error)
+	if err != nil {
+		return nil, err
 	}
 	return &Engine{cfg: cfg, router: r, log: logs.Error, access: accessLog{logs.Access}}, nil
 }
@@ -101,6 +102,7 @@ func (e *Engine) Start() error {
 	select {
 	case eng := <-f.booted:
 		e.gnet = eng
+		e.router.start()
 		e.log.Info("listening", zap.Strings("addrs", addrs), zap.Int("workers", e.workers()))
 		return nil
 	case err := <-e.done:
@@ -130,6 +132,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		if e.pool != nil {
 			e.pool.Close()
 		}
+		e.router.stop()
 	})
 	return err
 }
@@ -174,6 +177,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err := <-e.done:
 		e.pool.Close()
+		e.router.stop()
 		if err == nil {
 			// gnet reports some fatal stops (an acceptor error) only in its
 			// own log and returns nil.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/sluice-proxy/sluice/configs"
 	"github.com/sluice-proxy/sluice/upstream"
 )
@@ -52,7 +54,9 @@ type router struct {
 	groups    []*upstream.Group
 }
 
-func buildRouter(cfg *configs.Config) (*router, error) {
+// buildRouter builds the routing tables and the upstream groups (resolving
+// server names). Group events (health changes, new addresses) go to log.
+func buildRouter(cfg *configs.Config, log *zap.Logger) (*router, error) {
 	r := &router{}
 	byAddr := map[string]*listener{}
 	groups := map[*configs.Upstream]*upstream.Group{}
@@ -73,7 +77,7 @@ func buildRouter(cfg *configs.Config) (*router, error) {
 			g, ok := groups[lc.Upstream]
 			if !ok {
 				var err error
-				if g, err = buildGroup(lc.Upstream); err != nil {
+				if g, err = buildGroup(lc.Upstream, log); err != nil {
 					return nil, fmt.Errorf("location %s: %w", lc.Path, err)
 				}
 				groups[lc.Upstream] = g
@@ -109,19 +113,88 @@ func buildRouter(cfg *configs.Config) (*router, error) {
 	return r, nil
 }
 
-func buildGroup(u *configs.Upstream) (*upstream.Group, error) {
+// buildGroup turns a validated [upstream.NAME] (or anonymous group) into
+// an upstream.Group. Nothing here is a default: configs filled them all.
+func buildGroup(u *configs.Upstream, log *zap.Logger) (*upstream.Group, error) {
 	if u == nil {
 		return nil, fmt.Errorf("no upstream resolved")
 	}
-	var list []*upstream.Server
-	for _, a := range u.Servers {
-		s, err := upstream.Resolve(a, 5*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		list = append(list, s)
+	c := upstream.Config{
+		Name:                u.Name,
+		Method:              upstream.Method(u.Method),
+		HashKey:             u.HashKey,
+		Consistent:          u.Consistent,
+		MaxTries:            u.MaxTries,
+		NextUpstreamTimeout: u.NextUpstreamTimeout.D(),
+		ResolveEvery:        u.ResolveEvery().D(),
 	}
-	return upstream.NewGroup(u.Name, list, u.MaxTries)
+	for _, sp := range u.Specs() {
+		c.Servers = append(c.Servers, upstream.ServerConfig{
+			Address:     sp.Address,
+			Weight:      sp.Weight,
+			MaxConns:    sp.MaxConns,
+			MaxFails:    sp.MaxFails,
+			FailTimeout: sp.FailTimeout.D(),
+			Backup:      sp.Backup,
+			Down:        sp.Down,
+		})
+	}
+	if h := u.HealthCheck; h != nil {
+		hc := &upstream.HealthCheck{
+			HTTP:     h.Type == "http",
+			Path:     h.Path,
+			Host:     h.Host,
+			Interval: h.Interval.D(),
+			Timeout:  h.Timeout.D(),
+			Rise:     h.Rise,
+			Fall:     h.Fall,
+			Ping:     h.Ping != nil && *h.Ping,
+		}
+		for _, r := range h.Expect {
+			hc.Expect = append(hc.Expect, upstream.StatusRange{Lo: r.Lo, Hi: r.Hi})
+		}
+		c.HealthCheck = hc
+	}
+	return upstream.New(c, upstream.Options{OnEvent: func(ev upstream.Event) { logGroupEvent(log, ev) }})
+}
+
+// logGroupEvent writes one line per health or address change: the group
+// decided, the operator wants to know.
+func logGroupEvent(log *zap.Logger, ev upstream.Event) {
+	fields := []zap.Field{zap.String("group", ev.Group)}
+	if ev.Server != nil {
+		fields = append(fields, zap.String("upstream", ev.Server.Name), zap.Stringer("addr", ev.Server.Addr))
+	}
+	if ev.Name != "" {
+		fields = append(fields, zap.String("upstream", ev.Name))
+	}
+	if ev.Err != nil {
+		fields = append(fields, zap.Error(ev.Err))
+	}
+	switch ev.Kind {
+	case upstream.EventUnhealthy:
+		log.Warn("upstream server unhealthy: no new tunnels", fields...)
+	case upstream.EventHealthy:
+		log.Info("upstream server healthy again", fields...)
+	case upstream.EventResolved:
+		log.Info("upstream name resolves to new addresses", fields...)
+	case upstream.EventResolveFailed:
+		log.Warn("upstream name lookup failed: keeping the previous addresses", fields...)
+	}
+}
+
+// start starts every group's health checks and re-resolution; stop ends
+// them and waits.
+func (r *router) start() {
+	for _, g := range r.groups {
+		g.Start()
+	}
+}
+
+func (r *router) stop() {
+	for _, g := range r.groups {
+		g.Stop()
+	}
 }
 
 func parseListen(addr string) (netip.AddrPort, error) {

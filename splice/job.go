@@ -73,10 +73,12 @@ type Handler interface {
 	// everything so far and aliases a buffer valid only during the call.
 	Judge(reply []byte) Verdict
 	// Failed returns the bytes to write to the client when no tunnel can be
-	// made for a reason found by splice (every connect attempt failed,
-	// connect or handshake timeout, upstream closed or reset before a
-	// verdict, reply over MaxReplyHead). timedOut tells the 504 class
-	// (connect/handshake timeout) from the 502 class. The returned slice must
+	// made: NextUpstream gave up after the last attempt failed (connect
+	// failed or timed out, handshake timed out, upstream closed or reset
+	// before a verdict, reply over MaxReplyHead, Judge said Retry), or
+	// offered no address at all. err is the last attempt's failure;
+	// timedOut tells the 504 class (connect/handshake timeout) from the 502
+	// class. The returned slice must
 	// stay untouched until Done.
 	Failed(err error, timedOut bool) []byte
 	// Done is called exactly once per Job, last, after both fds are closed.
@@ -95,6 +97,11 @@ const (
 	Tunnel
 	// Refuse: never tunnel; answer the client and close.
 	Refuse
+	// Retry: the answer is unusable (an invalid 101, say) but nothing of it
+	// reached the client, so the job moves to the next upstream:
+	// NextUpstream is asked again with Verdict.Err as lastErr, and the
+	// request is sent afresh. nginx's proxy_next_upstream invalid_header.
+	Retry
 )
 
 // Verdict is what Judge decided.
@@ -115,6 +122,10 @@ type Verdict struct {
 	Reply   []byte
 	Skip    int
 	Forward int64
+	// Retry: Err says what was wrong with the answer; it becomes the
+	// attempt's failure (NextUpstream's lastErr, and Failed's err when no
+	// upstream is left).
+	Err error
 }
 
 // Reason tells why a job ended.
@@ -190,6 +201,7 @@ var (
 	ErrHandshakeTimeout = errors.New("upstream handshake timed out")
 	ErrUpstreamClosed   = errors.New("upstream closed before a verdict")
 	ErrReplyTooLarge    = errors.New("upstream reply head too large")
+	ErrInvalidReply     = errors.New("invalid upstream reply") // a Retry verdict without Err
 	ErrReadTimeout      = errors.New("upstream read timed out")
 	ErrSendTimeout      = errors.New("send timed out")
 	ErrShortForward     = errors.New("upstream closed before the forwarded body ended")

@@ -64,8 +64,9 @@ type tunnel struct {
 	rt, st   int64 // read and send timeouts (ns, 0 = none)
 	deadline int64 // connect or handshake deadline, loop time
 
-	lastErr     error // last connect attempt's failure
-	lastTimeout bool  // ... and whether it was a timeout
+	lastErr     error  // last attempt's failure
+	lastTimeout bool   // ... whether it was a timeout
+	lastReason  Reason // ... and the Reason it gives when no attempt is left
 
 	req   []byte // request bytes still to write
 	reply []byte // upstream answer so far
@@ -345,9 +346,9 @@ func (l *loop) fault(t *tunnel, s int, e unix.Errno) {
 func (l *loop) timeout(t *tunnel) {
 	switch t.state {
 	case stConnecting:
-		l.attemptFailed(t, fmt.Errorf("connect %s: %w", t.rep.Upstream, ErrConnectTimeout), true)
+		l.attemptFailed(t, ConnectTimeout, fmt.Errorf("connect %s: %w", t.rep.Upstream, ErrConnectTimeout), true)
 	case stHandshake:
-		l.fail(t, HandshakeTimeout, fmt.Errorf("upstream %s: %w", t.rep.Upstream, ErrHandshakeTimeout), true)
+		l.attemptFailed(t, HandshakeTimeout, fmt.Errorf("upstream %s: %w", t.rep.Upstream, ErrHandshakeTimeout), true)
 	default:
 		for i := range t.d {
 			if f := &t.d[i]; t.st > 0 && f.buf != nil && f.since+t.st <= l.now {

@@ -543,3 +543,123 @@ func TestSubmitRacingClose(t *testing.T) {
 	}
 	t.Logf("accepted %d, refused %d", accepted.Load(), refused.Load())
 }
+
+// Guards: a failure after the connect but before any verdict (an answer
+// Judge rejects with Retry, a close before the answer, a handshake timeout)
+// moves the job to the next upstream, which receives the whole request
+// again; the client sees only the second server's 101. With no server
+// left, the job ends with that failure's Reason and Failed gets its error.
+func TestRetryAfterConnect(t *testing.T) {
+	errBad := errors.New("bad accept")
+	badJudge := func(reply []byte) Verdict {
+		if bytes.Contains(reply, []byte("X-Bad")) {
+			return Verdict{Action: Retry, Err: errBad}
+		}
+		if bytes.Contains(reply, []byte("\r\n\r\n")) {
+			return Verdict{Action: Tunnel}
+		}
+		return Verdict{}
+	}
+	for _, tc := range []struct {
+		name     string
+		first    func(c net.Conn)
+		err      error
+		reason   Reason
+		timedOut bool
+	}{
+		{"invalid answer", func(c net.Conn) {
+			readHead(c)
+			c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nX-Bad: 1\r\n\r\n"))
+			drain(c)
+		}, errBad, HandshakeFailed, false},
+		{"closed before answer", func(c net.Conn) { readHead(c) }, ErrUpstreamClosed, HandshakeFailed, false},
+		{"handshake timeout", func(c net.Conn) { readHead(c); drain(c) }, ErrHandshakeTimeout, HandshakeTimeout, true},
+	} {
+		t.Run(tc.name+"/next", func(t *testing.T) {
+			checkFDs(t)
+			p := newTestPool(t, 1)
+			var heads [2]chan []byte
+			for i := range heads {
+				heads[i] = make(chan []byte, 1)
+			}
+			bad := startUpstream(t, func(c *net.TCPConn) {
+				// Record the head, then behave as the case says with what
+				// the connection still has to give.
+				head, _, _ := readHead(c)
+				heads[0] <- head
+				tc.first(&replayConn{TCPConn: c})
+			})
+			good := startUpstream(t, func(c *net.TCPConn) {
+				head, _, err := readHead(c)
+				heads[1] <- head
+				if err == nil {
+					c.Write([]byte(testReply))
+					echo(c)
+				}
+			})
+			c, fd := clientPair(t)
+			h := newHandler(bad.addr, good.addr)
+			h.judge = badJudge
+			j := job(fd, h)
+			j.HandshakeTimeout = 300 * time.Millisecond
+			submit(t, p, j)
+			if got := readN(t, c, len(testReply), 3*time.Second); string(got) != testReply {
+				t.Fatalf("client got %q", got)
+			}
+			for i := range heads {
+				if head := <-heads[i]; string(head) != testRequest {
+					t.Fatalf("server %d got head %q, want the whole request", i, head)
+				}
+			}
+			c.Close()
+			r := h.wait(t, 3*time.Second)
+			if !r.Tunnelled || r.Attempts != 2 || r.Upstream != good.addr {
+				t.Fatalf("report %+v", r)
+			}
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if len(h.nexts) != 2 || !errors.Is(h.nexts[1].err, tc.err) || !strings.Contains(h.nexts[1].err.Error(), bad.addr.String()) {
+				t.Fatalf("NextUpstream calls %+v", h.nexts)
+			}
+		})
+		t.Run(tc.name+"/last", func(t *testing.T) {
+			checkFDs(t)
+			p := newTestPool(t, 1)
+			bad := startUpstream(t, func(c *net.TCPConn) { tc.first(c) })
+			c, fd := clientPair(t)
+			h := newHandler(bad.addr)
+			h.judge = badJudge
+			j := job(fd, h)
+			j.HandshakeTimeout = 300 * time.Millisecond
+			submit(t, p, j)
+			if got := readN(t, c, len(h.failMsg), 3*time.Second); string(got) != h.failMsg {
+				t.Fatalf("client got %q", got)
+			}
+			r := h.wait(t, 3*time.Second)
+			if r.Reason != tc.reason || !errors.Is(r.Err, tc.err) || r.Tunnelled || r.Attempts != 1 {
+				t.Fatalf("report %+v", r)
+			}
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if len(h.fails) != 1 || !errors.Is(h.fails[0], tc.err) || h.timeout[0] != tc.timedOut {
+				t.Fatalf("Failed calls %v %v", h.fails, h.timeout)
+			}
+		})
+	}
+}
+
+// replayConn lets a case's serve function, written for a fresh connection,
+// run after the test already read the request head: its readHead sees the
+// head again.
+type replayConn struct {
+	*net.TCPConn
+	replayed bool
+}
+
+func (r *replayConn) Read(b []byte) (int, error) {
+	if !r.replayed {
+		r.replayed = true
+		return copy(b, testRequest), nil
+	}
+	return r.TCPConn.Read(b)
+}

@@ -57,19 +57,16 @@ func (l *loop) dial(t *tunnel) {
 	for {
 		addr, ok := t.job.Handler.NextUpstream(t.rep.Attempts, t.lastErr)
 		if !ok {
-			r, err := ConnectFailed, t.lastErr
+			r, err := t.lastReason, t.lastErr
 			if err == nil {
-				err = ErrNoUpstream
-			}
-			if t.lastTimeout {
-				r = ConnectTimeout
+				r, err = ConnectFailed, ErrNoUpstream
 			}
 			l.fail(t, r, err, t.lastTimeout)
 			return
 		}
 		t.rep.Attempts++
 		t.rep.Upstream = addr
-		t.lastTimeout = false
+		t.lastTimeout, t.lastReason = false, ConnectFailed
 		fd, err := dialSocket(addr)
 		if err != nil {
 			t.lastErr = fmt.Errorf("connect %s: %w", addr, err)
@@ -81,6 +78,8 @@ func (l *loop) dial(t *tunnel) {
 			t.lastErr = fmt.Errorf("register upstream fd: %w", err)
 			continue
 		}
+		// A retry sends the whole request again, to a new server.
+		t.req, t.reply = t.job.Request, t.reply[:0]
 		t.s[up] = side{fd: fd}
 		t.gen[up] = gen
 		t.state = stConnecting
@@ -102,11 +101,13 @@ func (l *loop) closeUpstream(t *tunnel) {
 	t.gen[up] = 0 // events still queued for the closed socket are now stale
 }
 
-// attemptFailed drops the current connect attempt; the next one starts
-// between batches, where new fds may be registered.
-func (l *loop) attemptFailed(t *tunnel, err error, timedOut bool) {
+// attemptFailed drops the current attempt (connecting, or waiting for a
+// verdict: nothing has reached the client yet, so another server may still
+// serve it); the next one starts between batches, where new fds may be
+// registered. r is the Reason the job ends with if no server is left.
+func (l *loop) attemptFailed(t *tunnel, r Reason, err error, timedOut bool) {
 	l.closeUpstream(t)
-	t.lastErr, t.lastTimeout = err, timedOut
+	t.lastErr, t.lastTimeout, t.lastReason = err, timedOut, r
 	t.state = stRedial
 	l.redial = append(l.redial, t)
 }
@@ -119,7 +120,7 @@ func (l *loop) connectDone(t *tunnel, e uint32) {
 		err = unix.ECONNRESET // a hang-up without an error and without OUT
 	}
 	if err != 0 {
-		l.attemptFailed(t, fmt.Errorf("connect %s: %w", t.rep.Upstream, err), false)
+		l.attemptFailed(t, ConnectFailed, fmt.Errorf("connect %s: %w", t.rep.Upstream, err), false)
 		return
 	}
 	t.rep.Connected = time.Now()
@@ -149,7 +150,7 @@ func (l *loop) handshake(t *tunnel) {
 		case unix.EINTR:
 			continue
 		default:
-			l.fail(t, HandshakeFailed, fmt.Errorf("write request to %s: %w", t.rep.Upstream, e), false)
+			l.attemptFailed(t, HandshakeFailed, fmt.Errorf("write request to %s: %w", t.rep.Upstream, e), false)
 			return
 		}
 		t.req = t.req[n:]
@@ -194,15 +195,22 @@ func (l *loop) handshake(t *tunnel) {
 		case Refuse:
 			l.refuse(t, v)
 			return
+		case Retry:
+			err := v.Err
+			if err == nil {
+				err = ErrInvalidReply
+			}
+			l.attemptFailed(t, HandshakeFailed, fmt.Errorf("upstream %s: %w", t.rep.Upstream, err), false)
+			return
 		}
 	}
 	switch {
 	case rerr != 0:
-		l.fail(t, HandshakeFailed, fmt.Errorf("read reply from %s: %w", t.rep.Upstream, rerr), false)
+		l.attemptFailed(t, HandshakeFailed, fmt.Errorf("read reply from %s: %w", t.rep.Upstream, rerr), false)
 	case u.eof:
-		l.fail(t, HandshakeFailed, fmt.Errorf("upstream %s: %w", t.rep.Upstream, ErrUpstreamClosed), false)
+		l.attemptFailed(t, HandshakeFailed, fmt.Errorf("upstream %s: %w", t.rep.Upstream, ErrUpstreamClosed), false)
 	case len(t.reply) >= t.maxReply:
-		l.fail(t, HandshakeFailed, fmt.Errorf("upstream %s: %w (%d bytes)", t.rep.Upstream, ErrReplyTooLarge, len(t.reply)), false)
+		l.attemptFailed(t, HandshakeFailed, fmt.Errorf("upstream %s: %w (%d bytes)", t.rep.Upstream, ErrReplyTooLarge, len(t.reply)), false)
 	}
 }
 
