@@ -1,6 +1,9 @@
 # sluice — build, run, test.
 #   make run    build sluice and the demo echo backend; start both (Ctrl-C stops both)
 #   make test   gofmt check, go vet, staticcheck, go test -race (fuzz seeds included)
+#   make bench-compare
+#               sluice vs nginx vs HAProxy vs a direct connection, same loads,
+#               one run; writes docs/BENCHMARKS.md and docs/bench/*.svg
 
 GO          ?= go
 BIN         := bin
@@ -9,7 +12,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := $(BIN)/staticcheck
 ECHO_ADDR   ?= 127.0.0.1:9000
 
-.PHONY: all build run test fmt-check vet staticcheck unit bench clean
+.PHONY: all build run test fmt-check vet staticcheck unit bench bench-compare clean
 
 all: build
 
@@ -49,7 +52,25 @@ unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 bench:
-	$(GO) test -run XXX -bench . -benchmem ./handshake/ ./splice/ ./upstream/
+	$(GO) test -run XXX -bench . -benchmem ./handshake/ ./splice/ ./upstream/ ./bench/
+
+# The comparison pins every proxy to CPU 0 with one worker/thread and the
+# load generator and echo backend to CPU 1 (taskset), so each proxy gets the
+# same CPU budget. nginx and HAProxy come from Debian when missing.
+PROXY_CPU ?= 0
+LOAD_CPU  ?= 1
+COMPARE_FLAGS ?=
+bench-compare: build
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || NEED="$$NEED nginx-light"; \
+	command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || NEED="$$NEED haproxy"; \
+	command -v taskset >/dev/null 2>&1 || NEED="$$NEED util-linux"; \
+	if [ -n "$$NEED" ]; then \
+		echo "bench-compare: installing$$NEED"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$NEED; \
+	fi
+	$(GO) build -trimpath -o $(BIN)/bench-compare ./bench/compare
+	taskset -c $(LOAD_CPU) $(BIN)/bench-compare -sluice $(BIN)/sluice -echo $(BIN)/echo \
+		-proxy-cpu $(PROXY_CPU) -load-cpu $(LOAD_CPU) -out docs $(COMPARE_FLAGS)
 
 clean:
 	rm -rf $(BIN)

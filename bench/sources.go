@@ -1,9 +1,6 @@
-// Package bench generates WebSocket load against any proxy, treating it as a
-// black box on a socket. This first piece spreads client connections over
-// source addresses: one source IP has about 28,000 ephemeral ports towards
-// one destination, so a run that holds or churns many thousands of tunnels
-// on loopback needs several sources (127.0.0.2, 127.0.0.3, ...), all of
-// which Linux routes to lo without configuration.
+// Source addresses for client connections: see "Source addresses" in the
+// package documentation (doc.go).
+
 package bench
 
 import (
@@ -48,6 +45,13 @@ func (s *Sources) Next() netip.Addr {
 	a := s.addrs[s.next]
 	s.next = (s.next + 1) % len(s.addrs)
 	return a
+}
+
+// At returns address i modulo Len. Unlike Next it is safe for concurrent
+// use: goroutines that share one Sources spread over it with a shared
+// atomic counter.
+func (s *Sources) At(i int) netip.Addr {
+	return s.addrs[uint(i)%uint(len(s.addrs))]
 }
 
 // Dialer returns a net.Dialer bound to the next source address.

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -66,5 +68,51 @@ func TestSourcesDialFromEachAddress(t *testing.T) {
 		}
 		sc.Close()
 		c.Close()
+	}
+}
+
+// TestSourcesAt spreads connections over distinct addresses, wraps around
+// and is safe to share between goroutines (run with -race).
+func TestSourcesAt(t *testing.T) {
+	s, err := NewSources(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		i    int
+		want string
+	}{
+		{0, "127.0.0.2"}, {4, "127.0.0.6"}, {5, "127.0.0.2"}, {12, "127.0.0.4"}, {1<<62 + 2, "127.0.0.3"},
+	}
+	for _, tt := range tests {
+		if got := s.At(tt.i).String(); got != tt.want {
+			t.Errorf("At(%d) = %s, want %s", tt.i, got, tt.want)
+		}
+	}
+	counts := make([]map[string]int, 8)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for g := range counts {
+		counts[g] = map[string]int{}
+		wg.Go(func() {
+			for range 1000 {
+				counts[g][s.At(int(next.Add(1)-1)).String()]++
+			}
+		})
+	}
+	wg.Wait()
+	total := map[string]int{}
+	for _, c := range counts {
+		for a, n := range c {
+			total[a] += n
+		}
+	}
+	if len(total) != 5 {
+		t.Fatalf("%d distinct sources used, want 5", len(total))
+	}
+	for a, n := range total {
+		if n != 8000/5 {
+			t.Errorf("%s used %d times, want %d (an even spread)", a, n, 8000/5)
+		}
 	}
 }

@@ -2,9 +2,11 @@
 //
 //	sluice [flags]                 run (embedded default config unless --config or --proxy)
 //	sluice check -c FILE           validate a config and exit (like nginx -t)
+//	sluice bench MODE [flags] URL  generate WebSocket load against a proxy (see package bench)
 //	sluice version                 print the version
 //
-// This file is flags and wiring only; the work is in configs and engine.
+// This file is flags and wiring only; the work is in configs, engine and
+// bench.
 package main
 
 import (
@@ -17,6 +19,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sluice-proxy/sluice/bench"
 	"github.com/sluice-proxy/sluice/configs"
 	"github.com/sluice-proxy/sluice/engine"
 )
@@ -36,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "check":
 			return check(args[1:], stdout, stderr)
+		case "bench":
+			return bench.Command(args[1:], stdout, stderr)
 		case "help":
 			args = []string{"-h"}
 		}
@@ -54,7 +59,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfgPath, "c", "", "short for --config")
 	o.RegisterFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  sluice [flags]\n  sluice check -c FILE\n  sluice version\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage:\n  sluice [flags]\n  sluice check -c FILE\n  sluice bench MODE [flags] ws://HOST:PORT/PATH   (sluice bench -h)\n  sluice version\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -32,6 +32,12 @@ func TestCommands(t *testing.T) {
 		{"config and proxy", []string{"--config", "../../configs/socket.toml", "--proxy", "/ws/=127.0.0.1:1"}, 1, "", "cannot be combined with --config"},
 		{"bad proxy", []string{"--proxy", "ws=127.0.0.1:1"}, 1, "", "--proxy"},
 		{"stray argument", []string{"serve"}, 2, "", "unexpected argument"},
+		{"bench help", []string{"bench", "-h"}, 0, "Usage: sluice bench MODE [flags] ws://HOST:PORT/PATH", ""},
+		{"bench without mode", []string{"bench"}, 2, "", "missing MODE"},
+		{"bench bad mode", []string{"bench", "flood", "ws://127.0.0.1:1/"}, 2, "", "want idle, rate, closed, handshake or bulk"},
+		{"bench without URL", []string{"bench", "rate", "-c", "1"}, 2, "", "missing the target URL"},
+		{"bench refused", []string{"bench", "closed", "-q", "-c", "1", "-d", "100ms", "ws://127.0.0.1:1/"}, 1, "errors   1 (dial 1)", "sluice bench: no message was echoed"},
+		{"usage names bench", []string{"-h"}, 0, "", "sluice bench MODE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
