@@ -38,9 +38,10 @@ const maxEchoPayload = 64 << 20
 const maxEchoHead = handshake.DefaultRequestLimit
 
 // maxEchoUnit is the longest thing echo ever waits to have whole: a control
-// frame from a client (2-byte head, 4-byte mask, at most 125 bytes of
-// payload, RFC 6455 §5.5) or a data frame head (at most 14 bytes).
-const maxEchoUnit = 6 + 125
+// frame from a client (at most 125 bytes of payload, RFC 6455 §5.5, behind
+// a head of up to 14 bytes: a peer may spell a short length in the 16- or
+// 64-bit form) or a data frame head (at most 14 bytes).
+const maxEchoUnit = 14 + 125
 
 // echoLinger bounds how long a connection that is being closed may wait
 // for its last bytes to be sent and for the client to close its side.

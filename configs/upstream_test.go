@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-proxy/sluice/upstream"
 )
 
 func TestUpstreamKeys(t *testing.T) {
@@ -247,6 +249,23 @@ func TestMethodsAccepted(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("loadbalanced.toml does not show %q", key)
+		}
+	}
+}
+
+// TestHashKeyGrammarAgrees: configs checks hash_key with its own copy of
+// the grammar (configs imports no sluice package), and the engine parses it
+// with upstream.ParseHashKey. A key one accepts and the other refuses would
+// pass `sluice check` and then fail at start, or the reverse.
+func TestHashKeyGrammarAgrees(t *testing.T) {
+	for _, k := range []string{
+		"$remote_addr", "$uri", "$request_uri", "$document_uri",
+		"$http_x_user", "$http_X-User", "$cookie_session", "$cookie_a.b", "$arg_room", "$arg_",
+		"$http_", "$cookie_", "$http_a b", "$cookie_é", "remote_addr", "$host", "", "$", "$arg_r;m", "$http_x\x00",
+	} {
+		_, perr := upstream.ParseHashKey(k)
+		if cfgOK, upOK := checkHashKey(k) == "", perr == nil; cfgOK != upOK {
+			t.Errorf("hash_key %q: configs accepts=%v, upstream.ParseHashKey accepts=%v (%v)", k, cfgOK, upOK, perr)
 		}
 	}
 }
