@@ -1,6 +1,7 @@
 # sluice — build, run, test.
 #   make run    build sluice and the demo echo backend; start both (Ctrl-C stops both)
-#   make test   gofmt check, go vet, staticcheck, go test -race (fuzz seeds included)
+#   make test   gofmt check, go vet, staticcheck, go test -race (fuzz seeds included),
+#               then the full-size tests the race detector cannot carry
 #   make bench-compare
 #               sluice vs nginx vs HAProxy vs a direct connection, same loads,
 #               one run; writes docs/BENCHMARKS.md and docs/bench/*.svg
@@ -50,6 +51,9 @@ staticcheck: $(STATICCHECK)
 # below the race detector's 8,128-goroutine limit and runs here too.
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+	@# Tests whose full size the race detector cannot carry (it slows the
+	@# 10,000-connection churn of TestLimitConn to minutes), again without it.
+	$(GO) test -count=1 -timeout 10m -run '^TestLimitConn$$' ./engine/
 
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./handshake/ ./splice/ ./upstream/ ./bench/

@@ -37,6 +37,16 @@ type Config struct {
 	// nginx: worker_processes auto;
 	Workers int `toml:"workers"`
 
+	// MaxConnections caps the client connections the process holds at
+	// once: heads being read plus live tunnels (each tunnel holds two file
+	// descriptors). Past it a new connection is accepted and closed at once
+	// (it uses an fd for an instant), so accept() never meets EMFILE and
+	// the proxy keeps serving what it holds instead of stopping. 0, the
+	// default, derives it from the soft RLIMIT_NOFILE: (limit - max(limit/10,
+	// 100)) / 2. A value above that derived budget is lowered to it at start.
+	// nginx: worker_connections (which counts upstream connections too)
+	MaxConnections int `toml:"max_connections"`
+
 	// Upstreams are the named backend groups, one [upstream.NAME] table
 	// each, that a location's proxy_pass can refer to by NAME.
 	// Anonymous groups written inline in proxy_pass ("host:port,host:port")
@@ -327,6 +337,68 @@ type Server struct {
 	// nginx: large_client_header_buffers 4 8k;
 	MaxHeaderBytes Size `toml:"max_header_bytes"`
 
+	// Allow and Deny are client addresses ("10.0.0.1"), CIDRs
+	// ("10.0.0.0/8", "2001:db8::/32") or "all". An address no entry matches
+	// is allowed; otherwise the most specific entry decides, deny winning a
+	// tie, which gives the verdicts of the nginx list written in its usual
+	// order (specific exceptions first, "deny all" last). A refused client
+	// gets 403 before any upstream is dialed. Checked against the real
+	// client address (see RealIPFrom). IPv4-mapped IPv6 addresses match
+	// IPv4 entries. Default: empty, everyone allowed.
+	// nginx: allow 10.0.0.0/8; deny all;
+	Allow []string `toml:"allow"`
+	Deny  []string `toml:"deny"`
+
+	// RealIPFrom are the addresses or CIDRs of trusted proxies (load
+	// balancers) in front of sluice. Only from them is RealIPHeader
+	// believed; anyone else's X-Forwarded-For or PROXY header is ignored,
+	// since a client could otherwise choose the address every allow/deny
+	// and limit sees. Default: empty, nobody trusted.
+	// nginx: set_real_ip_from 10.0.0.0/8;
+	RealIPFrom []string `toml:"real_ip_from"`
+
+	// RealIPHeader says where a trusted proxy puts the client address:
+	// "X-Forwarded-For" (the default; read from the right, skipping
+	// trusted addresses, nginx's real_ip_recursive on) or "proxy_protocol"
+	// (the PROXY header's source; needs ProxyProtocol).
+	// nginx: real_ip_header X-Forwarded-For; real_ip_recursive on;
+	RealIPHeader string `toml:"real_ip_header"`
+
+	// ProxyProtocol makes every listen address of this server require a
+	// PROXY protocol header (v1 or v2) before the request; a connection
+	// without one gets 400. Servers sharing an address must agree. Its
+	// address is believed only from RealIPFrom peers with real_ip_header =
+	// "proxy_protocol". Default false.
+	// nginx: listen 8080 proxy_protocol;
+	ProxyProtocol bool `toml:"proxy_protocol"`
+
+	// LimitConn is the most connections one client address may hold at
+	// once: live tunnels plus handshakes in progress. 0, the default, is no
+	// limit. The next one gets LimitConnStatus.
+	// nginx: limit_conn_zone $binary_remote_addr zone=addr:10m; limit_conn addr 10;
+	LimitConn int `toml:"limit_conn"`
+
+	// LimitConnStatus is the status a client over LimitConn gets: 503 (the
+	// default, as nginx) or 429.
+	// nginx: limit_conn_status
+	LimitConnStatus int `toml:"limit_conn_status"`
+
+	// LimitReq limits handshakes per client address, the table
+	// { rate = "10r/s", burst = 20 }. Default: none.
+	// nginx: limit_req_zone $binary_remote_addr zone=req:10m rate=10r/s;
+	// limit_req zone=req burst=20 nodelay;
+	LimitReq *LimitReq `toml:"limit_req"`
+
+	// LimitReqStatus is the status a client over LimitReq gets, with a
+	// Retry-After header: 429 (the default) or 503 (nginx's default).
+	// nginx: limit_req_status 429;
+	LimitReqStatus int `toml:"limit_req_status"`
+
+	// TLS makes every listen address of this server a TLS listener, the
+	// [server.tls] table (see ServerTLS). Default: none, plaintext.
+	// nginx: listen 443 ssl; ssl_certificate ...; ssl_certificate_key ...;
+	TLS *ServerTLS `toml:"tls"`
+
 	// Locations route requests by path prefix, one [[server.location]]
 	// table each; the longest matching prefix wins. A request no location
 	// matches gets 404.
@@ -345,8 +417,10 @@ type Location struct {
 	// ProxyPass says where to send the connection: the name of an
 	// [upstream.NAME] group, or "host:port", or "host:port,host:port"
 	// (an anonymous round-robin group with every default of Upstream).
-	// No scheme: "http://" or "ws://" prefixes are rejected with a hint.
-	// Required.
+	// No scheme for plaintext backends: "http://" or "ws://" prefixes are
+	// rejected with a hint. "wss://" or "https://" (the two mean the same)
+	// before any of these forms makes every backend of the group TLS; see
+	// UpstreamTLS. Required.
 	// nginx: proxy_pass http://chat; or proxy_pass http://127.0.0.1:9001;
 	ProxyPass string `toml:"proxy_pass"`
 
@@ -392,11 +466,74 @@ type Location struct {
 	// nginx: proxy_set_header Host $host; (empty) or proxy_set_header Host value;
 	Host string `toml:"host"`
 
+	// Origins are the browser origins allowed to open a WebSocket here:
+	// "https://chat.example.com", "https://*.example.com" (one or more
+	// labels), "http://localhost:8080", or "null" (opaque origins; refused
+	// unless listed). Compared as RFC 6454 origins: scheme and host
+	// case-insensitively, default ports elided, nothing else forgiven ("a
+	// trailing dot is another host"). A refused Origin gets 403 before any
+	// upstream is dialed: the defence against cross-site WebSocket
+	// hijacking (RFC 6455 section 10.2). Default: empty, any Origin.
+	// nginx: (none; a map on $http_origin and an if)
+	Origins []string `toml:"origins"`
+
+	// SameOrigin also allows an Origin whose host and port are the
+	// request's Host header. Default false.
+	// nginx: (none)
+	SameOrigin bool `toml:"same_origin"`
+
+	// OriginMissing is what happens to a handshake without an Origin
+	// header, once Origins or SameOrigin restrict origins: "allow" (the
+	// default; non-browser clients send none) or "deny". Browsers always
+	// send Origin on a WebSocket handshake.
+	// nginx: (none)
+	OriginMissing string `toml:"origin_missing"`
+
+	// Allow and Deny replace the server's lists for this location (see
+	// Server.Allow); the server's lists are checked first.
+	// nginx: allow/deny inside location { }
+	Allow []string `toml:"allow"`
+	Deny  []string `toml:"deny"`
+
+	// LimitConn, when set, replaces the server's limit_conn for this
+	// location, with its own count per client address; 0 turns it off.
+	// nginx: limit_conn inside location { }
+	LimitConn *int `toml:"limit_conn"`
+
+	// LimitReq, when set, replaces the server's limit_req for this
+	// location, with its own buckets.
+	// nginx: limit_req inside location { }
+	LimitReq *LimitReq `toml:"limit_req"`
+
+	// UpstreamTLS configures TLS to the backends (see UpstreamTLS). It
+	// needs a "wss://" or "https://" proxy_pass; with such a proxy_pass
+	// and no table, every default of UpstreamTLS applies.
+	// nginx: proxy_ssl_* directives
+	UpstreamTLS *UpstreamTLS `toml:"upstream_tls"`
+
 	// Upstream is the group ProxyPass resolves to: the named group, or an
 	// anonymous one built from the host:port list. Locations with the same
 	// inline list share one anonymous group (and so one round-robin
 	// position). Filled by Validate; not a TOML key.
 	Upstream *Upstream `toml:"-"`
+}
+
+// LimitReq is a limit_req table: nginx's leaky bucket per client address.
+type LimitReq struct {
+	// Rate is the sustained rate, "Nr/s" or "Nr/m". Required.
+	// nginx: limit_req_zone ... rate=10r/s;
+	Rate string `toml:"rate"`
+
+	// Burst is how many handshakes beyond the rate are served at once
+	// before refusals start (burst = 20 admits 21 at once). Default 0.
+	// nginx: limit_req ... burst=20;
+	Burst int `toml:"burst"`
+
+	// NoDelay must be true or left out: excess handshakes within the burst
+	// are served at once. nginx's delaying mode (nodelay off) would hold a
+	// connection inside an event loop and is not supported yet.
+	// nginx: limit_req ... nodelay;
+	NoDelay *bool `toml:"nodelay"`
 }
 
 // Defaults, as documented on the fields above and spelled out in
@@ -415,6 +552,10 @@ const (
 	DefaultReadTimeout         = Duration(3600 * time.Second)
 	DefaultSendTimeout         = Duration(3600 * time.Second)
 	DefaultBufferSize          = Size(16 << 10)
+	DefaultRealIPHeader        = "X-Forwarded-For"
+	DefaultLimitConnStatus     = 503
+	DefaultLimitReqStatus      = 429
+	DefaultOriginMissing       = "allow"
 
 	DefaultWeight        = 1
 	DefaultMaxFails      = 1
@@ -448,6 +589,13 @@ func (c *Config) SetDefaults() {
 		}
 		setZero(&s.ClientHeaderTimeout, DefaultClientHeaderTimeout)
 		setZero(&s.MaxHeaderBytes, DefaultMaxHeaderBytes)
+		setString(&s.RealIPHeader, DefaultRealIPHeader)
+		if s.LimitConnStatus == 0 {
+			s.LimitConnStatus = DefaultLimitConnStatus
+		}
+		if s.LimitReqStatus == 0 {
+			s.LimitReqStatus = DefaultLimitReqStatus
+		}
 		for _, l := range s.Locations {
 			if l == nil {
 				continue
@@ -457,6 +605,7 @@ func (c *Config) SetDefaults() {
 			setZero(&l.ReadTimeout, DefaultReadTimeout)
 			setZero(&l.SendTimeout, DefaultSendTimeout)
 			setZero(&l.BufferSize, DefaultBufferSize)
+			setString(&l.OriginMissing, DefaultOriginMissing)
 		}
 	}
 }
@@ -548,6 +697,11 @@ func (c *Config) clone() *Config {
 		ns := *s
 		ns.Listen = append([]string(nil), s.Listen...)
 		ns.ServerName = append([]string(nil), s.ServerName...)
+		ns.Allow = append([]string(nil), s.Allow...)
+		ns.Deny = append([]string(nil), s.Deny...)
+		ns.RealIPFrom = append([]string(nil), s.RealIPFrom...)
+		ns.LimitReq = s.LimitReq.clone()
+		ns.TLS = s.TLS.clone()
 		ns.Locations = make([]*Location, len(s.Locations))
 		for j, l := range s.Locations {
 			if l == nil {
@@ -555,9 +709,30 @@ func (c *Config) clone() *Config {
 			}
 			nl := *l
 			nl.Upstream = cp(l.Upstream)
+			nl.Origins = append([]string(nil), l.Origins...)
+			nl.Allow = append([]string(nil), l.Allow...)
+			nl.Deny = append([]string(nil), l.Deny...)
+			nl.LimitReq = l.LimitReq.clone()
+			if l.LimitConn != nil {
+				n := *l.LimitConn
+				nl.LimitConn = &n
+			}
+			nl.UpstreamTLS = l.UpstreamTLS.clone()
 			ns.Locations[j] = &nl
 		}
 		n.Servers[i] = &ns
+	}
+	return &n
+}
+
+func (r *LimitReq) clone() *LimitReq {
+	if r == nil {
+		return nil
+	}
+	n := *r
+	if r.NoDelay != nil {
+		b := *r.NoDelay
+		n.NoDelay = &b
 	}
 	return &n
 }

@@ -151,8 +151,9 @@ max_header_bytes = 4096
 	l := s.Locations[0]
 	want := Location{Path: "/ws/", ProxyPass: "chat", ConnectTimeout: Duration(time.Second),
 		HandshakeTimeout: Duration(500 * time.Millisecond), ReadTimeout: Duration(90 * time.Minute),
-		SendTimeout: Duration(time.Minute), BufferSize: 32 << 10, Host: "backend.internal:9000", Upstream: u}
-	if *l != want {
+		SendTimeout: Duration(time.Minute), BufferSize: 32 << 10, Host: "backend.internal:9000", Upstream: u,
+		OriginMissing: DefaultOriginMissing}
+	if !reflect.DeepEqual(*l, want) {
 		t.Errorf("location\n got %+v\nwant %+v", *l, want)
 	}
 	a, b := s.Locations[1].Upstream, s.Locations[2].Upstream

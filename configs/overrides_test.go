@@ -21,7 +21,8 @@ func TestApplyQuickPath(t *testing.T) {
 			Path: path, ProxyPass: pass,
 			ConnectTimeout: DefaultConnectTimeout, HandshakeTimeout: DefaultHandshakeTimeout,
 			ReadTimeout: DefaultReadTimeout, SendTimeout: DefaultSendTimeout, BufferSize: DefaultBufferSize,
-			Upstream: &Upstream{Name: strings.Join(servers, ","), Servers: servers, Method: DefaultMethod},
+			OriginMissing: DefaultOriginMissing,
+			Upstream:      &Upstream{Name: strings.Join(servers, ","), Servers: servers, Method: DefaultMethod},
 		}
 	}
 	want := &Config{
@@ -31,6 +32,9 @@ func TestApplyQuickPath(t *testing.T) {
 			Listen:              []string{"127.0.0.1:8080"},
 			ClientHeaderTimeout: DefaultClientHeaderTimeout,
 			MaxHeaderBytes:      DefaultMaxHeaderBytes,
+			RealIPHeader:        DefaultRealIPHeader,
+			LimitConnStatus:     DefaultLimitConnStatus,
+			LimitReqStatus:      DefaultLimitReqStatus,
 			Locations: []*Location{
 				loc("/ws/", "127.0.0.1:9000", "127.0.0.1:9000"),
 				loc("/chat/", "127.0.0.1:9001,127.0.0.1:9002", "127.0.0.1:9001", "127.0.0.1:9002"),

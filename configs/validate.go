@@ -46,6 +46,11 @@ func (c *Config) Validate() error {
 		c.validateServer(l, path, s, anon)
 	}
 	c.validateSharedListen(l)
+	c.validateProxyProtocol(l)
+	if c.MaxConnections < 0 {
+		l.add("max_connections", "must be 0 (derived from the fd limit) or more, got %d", c.MaxConnections)
+	}
+	c.validateTLS(l)
 	return l.err()
 }
 
@@ -325,6 +330,7 @@ func (c *Config) validateServer(l *errorList, path string, s *Server, anon map[s
 		l.add(path+".client_header_timeout", "must be > 0")
 	}
 	checkSize(l, path+".max_header_bytes", s.MaxHeaderBytes)
+	validateAccess(l, path, s)
 
 	if len(s.Locations) == 0 {
 		l.add(path+".location", "no [[server.location]] defined: a server needs at least one")
@@ -375,7 +381,7 @@ func (c *Config) validateServer(l *errorList, path string, s *Server, anon map[s
 // round-robin group shared by every location spelling the same list.
 func (c *Config) resolve(l *errorList, path string, loc *Location, anon map[string]*Upstream) {
 	loc.Upstream = nil
-	pp := strings.TrimSpace(loc.ProxyPass)
+	pp, _ := cutTLSScheme(strings.TrimSpace(loc.ProxyPass))
 	if pp == "" {
 		l.add(path, "missing: name an [upstream.NAME] or give \"host:port\"")
 		return

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/sluice-proxy/sluice/configs"
 	"github.com/sluice-proxy/sluice/handshake"
 )
 
@@ -693,5 +695,38 @@ func TestKeepAliveRefusalBounded(t *testing.T) {
 	}
 	if took > 2500*time.Millisecond {
 		t.Fatalf("client held for %v; the handshake timeout is 1s", took)
+	}
+}
+
+// TestSecondEngineOnSamePortFails: gnet listens with SO_REUSEPORT, which
+// would let a second sluice on the same address share the port silently;
+// the second one must fail at start with "address already in use", and the
+// first keep serving.
+func TestSecondEngineOnSamePortFails(t *testing.T) {
+	be := startBackend(t, backendOpts{})
+	p := startProxy(t, simpleConfig(be.addr))
+	cfg, err := configs.Parse([]byte(strings.ReplaceAll(simpleConfig(be.addr), "{{listen}}", p.addr)), "second.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2, err := New(cfg, Logs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.Start(); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = e2.Stop(ctx)
+		}
+		t.Fatalf("second engine on %s: err %v, want address already in use", p.addr, err)
+	}
+	c := dialWS(t, p, "/ws/", nil, nil)
+	defer c.Close()
+	if err := c.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.ReadMessage(); err != nil || string(msg) != "still here" {
+		t.Fatalf("first engine: %q %v", msg, err)
 	}
 }

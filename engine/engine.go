@@ -18,7 +18,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +40,9 @@ type Engine struct {
 	log    *zap.Logger
 	access accessLog
 	stats  stats
+	guards *guards // admission rules and refusal counters (guard.go)
+	// goFront serves TLS listeners and TLS upstreams (tls.go).
+	goFront *goFront
 
 	gnet    gnet.Engine
 	done    chan error
@@ -63,7 +68,14 @@ func New(cfg *configs.Config, logs Logs) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{cfg: cfg, router: r, log: logs.Error, access: accessLog{logs.Access}}, nil
+	e := &Engine{cfg: cfg, router: r, log: logs.Error, access: accessLog{logs.Access}}
+	if e.guards, err = buildGuards(r, cfg); err != nil {
+		return nil, err
+	}
+	if e.goFront, err = buildGoFront(e, cfg); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // workers is the number of gnet event loops and of splice relay loops.
@@ -84,10 +96,26 @@ func (e *Engine) Start() error {
 	e.pool = pool
 	addrs := make([]string, 0, len(e.router.listeners))
 	for _, ln := range e.router.listeners {
-		addrs = append(addrs, "tcp://"+ln.addr)
+		if !e.goFront.serves(ln) {
+			addrs = append(addrs, "tcp://"+ln.addr)
+		}
+	}
+	if err := probeFree(addrs); err != nil {
+		e.pool.Close()
+		return err
+	}
+	if err := e.goFront.bind(); err != nil {
+		e.pool.Close()
+		return err
+	}
+	e.done = make(chan error, 1)
+	if len(addrs) == 0 { // TLS listeners only: no gnet engine at all
+		e.router.start()
+		e.goFront.serve()
+		e.log.Info("listening", zap.Strings("addrs", e.goFront.addrs()), zap.Int("workers", e.workers()))
+		return nil
 	}
 	f := &front{e: e, booted: make(chan gnet.Engine, 1)}
-	e.done = make(chan error, 1)
 	go func() {
 		err := gnet.Rotate(f, addrs,
 			gnet.WithMulticore(true),
@@ -95,6 +123,15 @@ func (e *Engine) Start() error {
 			gnet.WithTicker(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
+			// One listening socket per loop (SO_REUSEPORT): each loop then
+			// accepts one connection per readiness event and runs OnOpen
+			// before the next accept, so a connection past max_connections
+			// is closed before another fd is taken. Without it gnet's main
+			// reactor accepts until EAGAIN before the loops see any of the
+			// connections, a backlog-sized burst of fds that can meet
+			// EMFILE and stop the engine (see Run, guard.go). The cost:
+			// another process of the same user can bind the port too.
+			gnet.WithReusePort(true),
 			gnet.WithLogger(e.log.Sugar()),
 		)
 		e.done <- err
@@ -103,9 +140,11 @@ func (e *Engine) Start() error {
 	case eng := <-f.booted:
 		e.gnet = eng
 		e.router.start()
-		e.log.Info("listening", zap.Strings("addrs", addrs), zap.Int("workers", e.workers()))
+		e.goFront.serve()
+		e.log.Info("listening", zap.Strings("addrs", append(addrs, e.goFront.addrs()...)), zap.Int("workers", e.workers()))
 		return nil
 	case err := <-e.done:
+		e.goFront.closeListeners()
 		e.pool.Close()
 		if err == nil {
 			err = errors.New("event loops stopped at start")
@@ -129,6 +168,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 				}
 			}
 		}
+		e.goFront.stop()
 		if e.pool != nil {
 			e.pool.Close()
 		}
@@ -151,7 +191,7 @@ func (e *Engine) Pending() int64 {
 	if e.pool != nil {
 		n += int64(e.pool.Live())
 	}
-	return n
+	return n + e.goFront.live.Load()
 }
 
 // Refused is the number of handshakes the front answered with an error.
@@ -162,13 +202,18 @@ const drainTimeout = 5 * time.Second
 
 // Run starts the engine and blocks until ctx ends, then stops it.
 //
-// Known gap (verified against gnet v2.10.0, left for the connection-limits
-// work): when accept() fails with EMFILE, gnet's acceptor returns
-// ErrAcceptSocket, which ends its polling loop and shuts the whole gnet
-// engine down; Run then returns an error and the process exits, taking live
-// tunnels with it. Until sluice keeps an fd budget below RLIMIT_NOFILE (with
-// room for the listen backlog) and stops accepting past it, a flood of
-// connections up to the fd limit stops the proxy.
+// EMFILE (verified against gnet v2.10.0): when accept() fails with
+// anything but EAGAIN, EINTR, ECONNRESET or ECONNABORTED, gnet's acceptor
+// returns ErrAcceptSocket, which ends its polling loop and shuts the whole
+// gnet engine down; gnet offers no way to pause accepting. So sluice keeps
+// an fd budget instead (max_connections, guard.go): past it, OnOpen closes
+// each new connection at once, so the fds in use stay below RLIMIT_NOFILE
+// minus a reserve (max(10%, 100) fds) and accept() never meets EMFILE. The
+// excess connections are accepted and closed (an fd for an instant, no
+// answer), not left in the backlog. TestMaxConnectionsUnderLowFDLimit runs
+// a child sluice under ulimit -n 200 against 400 connections. If an fd
+// leak elsewhere eats the reserve, the old failure returns: Run reports it
+// and exits.
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.Start(); err != nil {
 		return err
@@ -176,6 +221,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err := <-e.done:
+		e.goFront.stop()
 		e.pool.Close()
 		e.router.stop()
 		if err == nil {
@@ -188,4 +234,22 @@ func (e *Engine) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	return e.Stop(sctx)
+}
+
+// probeFree binds and releases each gnet listen address without
+// SO_REUSEPORT. gnet binds with SO_REUSEPORT (see Start), which would let a
+// second sluice started on the same port by mistake share it silently,
+// each getting part of the connections; a plain bind fails with "address
+// already in use" while another socket listens there, as nginx without
+// reuseport would. (Go's listener sets SO_REUSEADDR, so a port whose old
+// connections sit in TIME_WAIT still passes.)
+func probeFree(addrs []string) error {
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", strings.TrimPrefix(a, "tcp://"))
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		_ = ln.Close()
+	}
+	return nil
 }

@@ -28,8 +28,10 @@ type clientConn struct {
 	scanned  int   // bytes already searched for the end of the head
 	remote   netip.AddrPort
 
-	handedOff bool // the fd left gnet for splice; OnClose is not a disconnect
-	listed    bool // in ln.pending; guarded by the shard's mutex
+	handedOff bool     // the fd left gnet for splice; OnClose is not a disconnect
+	proxied   bool     // the PROXY header, if the listener wants one, is consumed (guard.go)
+	slot      connSlot // a limit_conn slot, until the tunnel takes it (guard.go)
+	listed    bool     // in ln.pending; guarded by the shard's mutex
 	prev      *clientConn
 	next      *clientConn
 }
@@ -50,6 +52,9 @@ func (f *front) OnBoot(eng gnet.Engine) gnet.Action {
 }
 
 func (f *front) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if f.e.overCapacity() {
+		return nil, f.e.shed()
+	}
 	local := addrPort(c.LocalAddr())
 	ln := f.e.router.listenerFor(local)
 	if ln == nil {
@@ -77,6 +82,7 @@ func (f *front) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	cc.ln.pending.remove(cc)
+	cc.slot.release()
 	f.e.stats.conns.Add(-1)
 	if !cc.handedOff && err != nil {
 		f.e.log.Debug("client closed before finishing its head",
@@ -93,6 +99,12 @@ func (f *front) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	buf, _ := c.Peek(-1)
+	if !cc.proxied {
+		var act gnet.Action
+		if buf, act = f.proxyHeader(c, cc, buf); buf == nil {
+			return act
+		}
+	}
 	// Parse only once the blank line that ends the head has arrived: a
 	// client dribbling its head byte by byte must not make us re-parse it
 	// for every byte.
@@ -110,16 +122,12 @@ func (f *front) OnTraffic(c gnet.Conn) gnet.Action {
 	if err != nil {
 		return f.refuse(c, cc, nil, req, handshake.StatusOf(err), err)
 	}
-	srv := cc.ln.serverFor(req.Host)
-	if req.HeadLen > srv.maxHead {
-		return f.refuse(c, cc, srv, req, handshake.StatusOf(handshake.ErrHeadTooLarge), handshake.ErrHeadTooLarge)
+	srv, loc, status, err := cc.ln.route(req)
+	if err != nil {
+		return f.refuse(c, cc, srv, req, status, err)
 	}
-	if err := handshake.CheckUpgrade(req); err != nil {
-		return f.refuse(c, cc, srv, req, handshake.StatusOf(err), err)
-	}
-	loc := srv.locationFor(req.Path)
-	if loc == nil {
-		return f.refuse(c, cc, srv, req, 404, errNoLocation)
+	if act, ok := f.admit(c, cc, srv, loc, req); !ok {
+		return act
 	}
 	return f.handOff(c, cc, srv, loc, req, buf)
 }
@@ -144,6 +152,9 @@ var (
 // pooled, so a late AsyncWrite/Close from the header-timeout ticker on a
 // conn that was handed off meets !opened and does nothing.
 func (f *front) handOff(c gnet.Conn, cc *clientConn, srv *server, loc *location, req *handshake.Request, buf []byte) gnet.Action {
+	if f.e.goFront.tlsUpstream(loc) != nil { // TLS backends: no splice (see tls.go)
+		return f.handOffGo(c, cc, srv, loc, req, buf)
+	}
 	fd, err := c.Dup()
 	if err != nil {
 		return f.refuse(c, cc, srv, req, 503, fmt.Errorf("dup client socket: %w", err))
@@ -177,6 +188,7 @@ func (f *front) handOff(c gnet.Conn, cc *clientConn, srv *server, loc *location,
 		// The pool is closing: the fd is still ours.
 		_ = unix.Close(fd)
 		cc.handedOff = false
+		t.slot.release()
 		return f.refuse(c, cc, srv, req, 503, err)
 	}
 	return gnet.Close

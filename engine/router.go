@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-proxy/sluice/configs"
+	"github.com/sluice-proxy/sluice/handshake"
 	"github.com/sluice-proxy/sluice/upstream"
 )
 
@@ -306,4 +307,22 @@ func asciiEqualFold(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// route judges a parsed head on ln: the server (by Host) and the location
+// (by path) it goes to, or the status and error to refuse it with (srv is
+// set when known, for the access log). Both fronts, gnet and the goroutine
+// path, route through here.
+func (ln *listener) route(req *handshake.Request) (srv *server, loc *location, status int, err error) {
+	srv = ln.serverFor(req.Host)
+	if req.HeadLen > srv.maxHead {
+		return srv, nil, handshake.StatusOf(handshake.ErrHeadTooLarge), handshake.ErrHeadTooLarge
+	}
+	if err := handshake.CheckUpgrade(req); err != nil {
+		return srv, nil, handshake.StatusOf(err), err
+	}
+	if loc = srv.locationFor(req.Path); loc == nil {
+		return srv, nil, 404, errNoLocation
+	}
+	return srv, loc, 0, nil
 }

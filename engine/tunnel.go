@@ -35,8 +35,9 @@ type tunnel struct {
 	badAnswer error
 	key       [32]byte // the client's Sec-WebSocket-Key, to verify the Accept
 	keyLen    uint8
-	status    int  // what the client was answered
-	opened    bool // a verified tunnel was counted on cur
+	status    int      // what the client was answered
+	opened    bool     // a verified tunnel was counted on cur
+	slot      connSlot // limit_conn slot, given back in Done
 }
 
 // newTunnel is called where the request head is parsed: it keeps the few
@@ -52,6 +53,7 @@ func (e *Engine) newTunnel(cc *clientConn, srv *server, loc *location, req *hand
 		start:  cc.opened,
 	}
 	t.keyLen = uint8(copy(t.key[:], req.Key))
+	t.slot, cc.slot = cc.slot, connSlot{}
 	t.sel.Reset(balanceKey(loc.group.KeySource(), cc.remote.Addr(), req))
 	return t
 }
@@ -268,6 +270,7 @@ func withHeader(resp []byte, line string) []byte {
 
 // Done implements splice.Handler: counters and the access-log line.
 func (t *tunnel) Done(r *splice.Report) {
+	t.slot.release()
 	if t.opened {
 		t.cur.Closed()
 		t.e.stats.tunnels.Add(-1)

@@ -128,6 +128,28 @@ var (
 	ErrRequestBody = errors.New("websocket handshake must not carry a body")
 )
 
+// Admission verdicts: the engine's guard rules (package guard) refused the
+// client before any upstream was dialed. Each message names the rule, so
+// the client, the access log and the refusal counters agree on why.
+var (
+	// ErrAccessDenied: the client address is denied by an allow/deny list
+	// (nginx: access forbidden by rule). → 403
+	ErrAccessDenied = errors.New("access denied by allow/deny rule")
+	// ErrOriginDenied: the Origin header is not allowed for this location,
+	// the defence against cross-site WebSocket hijacking (RFC 6455 §10.2). → 403
+	ErrOriginDenied = errors.New("origin not allowed")
+	// ErrOriginMissing: no Origin header where the location requires one. → 403
+	ErrOriginMissing = errors.New("origin header required")
+	// ErrRateLimited: the client is over limit_req. → 429 (RFC 6585 §4),
+	// sent with Retry-After; limit_req_status may make it 503.
+	ErrRateLimited = errors.New("too many handshakes: limit_req")
+	// ErrConnLimited: the client holds limit_conn connections already. → 503
+	// as nginx's default; limit_conn_status may make it 429.
+	ErrConnLimited = errors.New("too many connections from this address: limit_conn")
+	// ErrOverCapacity: the process is at max_connections. → 503
+	ErrOverCapacity = errors.New("server at max_connections")
+)
+
 // Upstream-side verdicts; each maps to 502. Never a tunnel without a
 // verified 101.
 var (
@@ -207,6 +229,13 @@ var statusTable = [...]struct {
 	{ErrConnectionNotUpgrade, 400},
 	{ErrBadKey, 400},
 	{ErrRequestBody, 400},
+	{ErrProxyHeader, 400},
+	{ErrAccessDenied, 403},
+	{ErrOriginDenied, 403},
+	{ErrOriginMissing, 403},
+	{ErrRateLimited, 429},
+	{ErrConnLimited, 503},
+	{ErrOverCapacity, 503},
 	{ErrMalformed, 400},
 }
 

@@ -102,11 +102,34 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go reloadOnHUP(ctx, eng, logs)
 	if err := eng.Run(ctx); err != nil {
 		logs.Error.Error("stopped: " + err.Error())
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHUP re-reads the TLS certificates and keys on every SIGHUP
+// (nginx -s reload, for certificates only: renewed files take effect
+// without a restart or a dropped tunnel). A pair that fails to load keeps
+// the old ones.
+func reloadOnHUP(ctx context.Context, eng *engine.Engine, logs engine.Logs) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := eng.ReloadCertificates(); err != nil {
+				logs.Error.Error("certificate reload failed, keeping the previous certificates: " + err.Error())
+			} else {
+				logs.Error.Info("certificates reloaded")
+			}
+		}
+	}
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
