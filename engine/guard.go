@@ -364,32 +364,6 @@ func (e *Engine) refuseWith(w io.Writer, cc *clientConn, srv *server, req *hands
 	_, _ = w.Write(out)
 }
 
-// refusedBy is accessLog.refused with the rule that refused.
-func (a accessLog) refusedBy(cc *clientConn, srv *server, req *handshake.Request, status int, err error, rule string) {
-	if ce := a.l.Check(zap.InfoLevel, "refused"); ce != nil {
-		name, path := "-", "-"
-		if srv != nil {
-			name = srv.name
-		}
-		if req != nil && req.Path != nil {
-			path = string(req.Path)
-		}
-		ce.Write(
-			zap.Stringer("client", cc.remote),
-			zap.String("server", name),
-			zap.String("path", path),
-			zap.String("upstream", "-"),
-			zap.Int("status", status),
-			zap.Duration("duration", time.Since(time.Unix(0, cc.opened))),
-			zap.Int64("bytes_in", 0),
-			zap.Int64("bytes_out", 0),
-			zap.String("end", "refused"),
-			zap.String("rule", rule),
-			zap.String("reason", errString(err)),
-		)
-	}
-}
-
 // shed refuses a connection past max_connections: gnet has accepted it,
 // so it costs one fd until OnOpen returns Close, which closes it at once
 // (an RST-free close, no answer: writing one could block on a full client

@@ -75,27 +75,43 @@ func openSink(path string) (zapcore.WriteSyncer, error) {
 type accessLog struct{ l *zap.Logger }
 
 func (a accessLog) refused(cc *clientConn, srv *server, req *handshake.Request, status int, err error) {
-	if ce := a.l.Check(zap.InfoLevel, "refused"); ce != nil {
-		name, path := "-", "-"
-		if srv != nil {
-			name = srv.name
-		}
-		if req != nil && req.Path != nil {
-			path = string(req.Path)
-		}
-		ce.Write(
-			zap.Stringer("client", cc.remote),
-			zap.String("server", name),
-			zap.String("path", path),
-			zap.String("upstream", "-"),
-			zap.Int("status", status),
-			zap.Duration("duration", time.Since(time.Unix(0, cc.opened))),
-			zap.Int64("bytes_in", 0),
-			zap.Int64("bytes_out", 0),
-			zap.String("end", "refused"),
-			zap.String("reason", errString(err)),
-		)
+	a.refusedBy(cc, srv, req, status, err, "")
+}
+
+// refusedBy is refused with the admission rule that refused (guard.go);
+// rule "" leaves the field out (a protocol refusal: the status says it).
+func (a accessLog) refusedBy(cc *clientConn, srv *server, req *handshake.Request, status int, err error, rule string) {
+	ce := a.l.Check(zap.InfoLevel, "refused")
+	if ce == nil {
+		return
 	}
+	name, path := "-", "-"
+	if srv != nil {
+		name = srv.name
+	}
+	if req != nil && req.Path != nil {
+		path = string(req.Path)
+	}
+	fields := [...]zap.Field{
+		zap.Stringer("client", cc.remote),
+		zap.String("server", name),
+		zap.String("path", path),
+		zap.String("upstream", "-"),
+		zap.Int("status", status),
+		zap.Duration("duration", time.Since(time.Unix(0, cc.opened))),
+		zap.Int64("bytes_in", 0),
+		zap.Int64("bytes_out", 0),
+		zap.String("end", "refused"),
+		zap.String("rule", rule),
+		zap.String("reason", errString(err)),
+	}
+	if rule == "" {
+		// Drop "rule", keep "reason" last.
+		fields[9] = fields[10]
+		ce.Write(fields[:10]...)
+		return
+	}
+	ce.Write(fields[:]...)
 }
 
 func (a accessLog) finished(t *tunnel, r *splice.Report) {
