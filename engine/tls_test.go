@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -630,4 +631,67 @@ func TestTLSHeadLimits(t *testing.T) {
 		})
 	}
 	expectFDs(t, base)
+}
+
+// TestTLSReloadOnSIGHUP: the real binary, not the method. A sluice child
+// process serves wss://; the certificate files are replaced on disk and the
+// process gets SIGHUP: a new connection sees the new certificate, and a
+// tunnel opened before still echoes.
+func TestTLSReloadOnSIGHUP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	sluiceBin, _ := buildBinaries(t)
+	s := &tlsSetup{ca: newCA(t), dir: t.TempDir()}
+	s.aCert, s.aKey, s.aSN = s.ca.leaf(t, s.dir, "a", "a.test")
+	be := startBackend(t, backendOpts{})
+	addr := freeAddr(t)
+	conf := filepath.Join(s.dir, "sluice.toml")
+	writeFile(t, conf, fmt.Appendf(nil, `
+[log]
+level = "warn"
+access_log = "off"
+[[server]]
+listen = [%q]
+  [server.tls]
+  certificates = [{ cert = "a.pem", key = "a.key" }]
+  [[server.location]]
+  path = "/ws/"
+  proxy_pass = %q
+`, addr, be.addr))
+	cmd := startChild(t, sluiceBin, "--config", conf, "--workers", "1")
+	waitListening(t, addr)
+
+	d := &websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"}, HandshakeTimeout: 3 * time.Second}
+	old, _, err := d.Dial("wss://"+addr+"/ws/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	echoOnce(t, old, websocket.TextMessage, []byte("before"))
+	serialOf := func() *big.Int {
+		st, err := peer(t, addr, &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.PeerCertificates[0].SerialNumber
+	}
+	if got := serialOf(); got.Cmp(s.aSN) != 0 {
+		t.Fatalf("serial %v, want %v", got, s.aSN)
+	}
+	_, _, newSN := s.ca.leaf(t, s.dir, "a", "a.test") // replaces a.pem and a.key
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for serialOf().Cmp(newSN) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP the old certificate is still served")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	echoOnce(t, old, websocket.TextMessage, []byte("after")) // untouched by the reload
+	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("sluice exited on SIGHUP: %v", err)
+	}
 }
