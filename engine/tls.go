@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-proxy/sluice/configs"
+	"github.com/sluice-proxy/sluice/guard"
 	"github.com/sluice-proxy/sluice/handshake"
 )
 
@@ -260,7 +261,14 @@ func (g *goFront) serveTLS(ln *listener, st *certStore, raw net.Conn) {
 	opened := time.Now()
 	cc := &clientConn{ln: ln, opened: opened.UnixNano(), remote: addrPort(raw.RemoteAddr())}
 	_ = raw.SetDeadline(opened.Add(ln.headerTimeout))
-	conn := tls.Server(raw, st.config)
+	under := raw
+	if trusted, on := g.e.guards.proxy[ln]; on {
+		var ok bool
+		if under, ok = g.readProxyHeader(raw, cc, trusted); !ok {
+			return
+		}
+	}
+	conn := tls.Server(under, st.config)
 	if err := conn.Handshake(); err != nil {
 		g.e.log.Debug("TLS handshake failed", zap.Stringer("client", cc.remote), zapErr(err))
 		return
@@ -439,4 +447,51 @@ func (e *Engine) ReloadCertificates() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readProxyHeader reads the PROXY protocol header a listener with
+// proxy_protocol = true requires, in front of the TLS handshake (the
+// balancer writes it before the client's first byte, so it is plaintext
+// here too). The client address becomes the header's source when the peer
+// is trusted, as on the gnet path. Bytes read past the header (the start of
+// the ClientHello) are handed back through the returned conn. A missing or
+// malformed header closes the connection without an answer: the client
+// speaks TLS, so a plaintext 400 would only be noise (HAProxy closes too).
+func (g *goFront) readProxyHeader(raw net.Conn, cc *clientConn, trusted *guard.RealIP) (net.Conn, bool) {
+	buf := make([]byte, handshake.MaxProxyV2)
+	n := 0
+	for {
+		m, err := raw.Read(buf[n:])
+		n += m
+		src, _, used, perr := handshake.ParseProxyHeader(buf[:n])
+		switch {
+		case perr == nil:
+			if src.IsValid() && trusted.Trusted(cc.remote.Addr()) {
+				cc.remote = src
+			}
+			return &prefixConn{Conn: raw, rest: buf[used:n]}, true
+		case !errors.Is(perr, handshake.ErrIncomplete):
+			g.e.guards.count(RuleProxyProtocol)
+			g.e.stats.refused.Add(1)
+			g.e.log.Debug("PROXY header refused", zap.Stringer("client", cc.remote), zapErr(perr))
+			return nil, false
+		case err != nil || n == len(buf):
+			return nil, false
+		}
+	}
+}
+
+// prefixConn serves rest before reading on from Conn.
+type prefixConn struct {
+	net.Conn
+	rest []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.rest) > 0 {
+		n := copy(b, c.rest)
+		c.rest = c.rest[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }

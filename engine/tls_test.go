@@ -695,3 +695,57 @@ listen = [%q]
 		t.Fatalf("sluice exited on SIGHUP: %v", err)
 	}
 }
+
+// TestTLSProxyProtocol: on a TLS listener with proxy_protocol = true the
+// PROXY header comes first, in plaintext, then the TLS handshake. A trusted
+// balancer's header sets the client address the backend is told; an
+// untrusted peer's is consumed but not believed; a connection without a
+// header is closed without an answer, and the refusal is counted.
+func TestTLSProxyProtocol(t *testing.T) {
+	s := startTLSProxy(t, "")
+	cfg := strings.Replace(s.config, "client_header_timeout = \"300ms\"",
+		"client_header_timeout = \"1s\"\nproxy_protocol = true\nreal_ip_header = \"proxy_protocol\"\nreal_ip_from = [\"127.0.0.2/32\"]", 1)
+	p := startProxy(t, cfg)
+	for _, tc := range []struct {
+		name, source, header, want string
+	}{
+		{"trusted", "127.0.0.2", "PROXY TCP4 203.0.113.7 127.0.0.1 5000 443\r\n", "203.0.113.7"},
+		{"untrusted", "127.0.0.3", "PROXY TCP4 198.51.100.9 127.0.0.1 5000 443\r\n", "127.0.0.3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &websocket.Dialer{
+				NetDial: func(network, addr string) (net.Conn, error) {
+					nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(tc.source)}}
+					c, err := nd.Dial(network, addr)
+					if err == nil {
+						_, err = c.Write([]byte(tc.header))
+					}
+					return c, err
+				},
+				TLSClientConfig:  &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"},
+				HandshakeTimeout: 3 * time.Second,
+			}
+			c, _, err := d.Dial("wss://"+p.addr+"/ws/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			echoOnce(t, c, websocket.TextMessage, []byte("via a balancer"))
+			s.be.mu.Lock()
+			got := s.be.headers[len(s.be.headers)-1].Get("X-Real-IP")
+			s.be.mu.Unlock()
+			if got != tc.want {
+				t.Fatalf("backend saw X-Real-IP %q, want %q", got, tc.want)
+			}
+		})
+	}
+	before := p.e.Refusals()[RuleProxyProtocol]
+	c, err := tls.Dial("tcp", p.addr, &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"})
+	if err == nil {
+		c.Close()
+		t.Fatal("a TLS handshake without a PROXY header succeeded")
+	}
+	if after := p.e.Refusals()[RuleProxyProtocol]; after != before+1 {
+		t.Fatalf("proxy_protocol refusals %d -> %d, want one more", before, after)
+	}
+}
