@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,7 +18,7 @@ import (
 	"time"
 )
 
-const usageText = `Usage: sluice bench MODE [flags] ws://HOST:PORT/PATH
+const usageText = `Usage: sluice bench MODE [flags] ws[s]://HOST:PORT/PATH
 
 Generates WebSocket load against a proxy, or any WebSocket server that
 echoes every message, and reports throughput, latency and errors.
@@ -47,6 +49,8 @@ Flags:
       --timeout D      bound on each connect, upgrade and echo (default 10s)
       --host NAME      Host header (default: HOST:PORT of the URL)
       --origin URL     Origin header (default: none)
+      --ca FILE        wss://: trust the PEM certificates in FILE (default: system roots)
+      --insecure       wss://: do not verify the server's certificate
       --json           print the result as JSON instead of a table
   -q, --quiet          no progress display on stderr
 
@@ -57,6 +61,7 @@ Examples:
   sluice bench rate -c 100 -r 2000 -d 30s ws://127.0.0.1:8080/ws/
   sluice bench idle -c 10000 -d 1m ws://127.0.0.1:8080/ws/
   sluice bench handshake --json ws://127.0.0.1:8080/ws/ > handshake.json
+  sluice bench handshake --ca ca.pem wss://chat.example.com:443/ws/
 `
 
 // Command is `sluice bench MODE [flags] URL`. It returns the exit status:
@@ -159,6 +164,10 @@ func parseFlags(mode Mode, args []string, stderr io.Writer) (o Options, jsonOut,
 	fs.IntVar(&o.Sources, "sources", 0, "")
 	fs.StringVar(&o.Host, "host", "", "")
 	fs.StringVar(&o.Origin, "origin", "", "")
+	var caFile string
+	var insecure bool
+	fs.StringVar(&caFile, "ca", "", "")
+	fs.BoolVar(&insecure, "insecure", false, "")
 	fs.BoolVar(&jsonOut, "json", false, "")
 	fs.BoolVar(&quiet, "q", false, "")
 	fs.BoolVar(&quiet, "quiet", false, "")
@@ -184,6 +193,19 @@ func parseFlags(mode Mode, args []string, stderr io.Writer) (o Options, jsonOut,
 	}
 	if o.Conns < 0 {
 		return o, false, false, fmt.Errorf("-c %d: want 1 or more", o.Conns)
+	}
+	if caFile != "" || insecure {
+		o.TLS = &tls.Config{InsecureSkipVerify: insecure}
+		if caFile != "" {
+			pem, err := os.ReadFile(caFile)
+			if err != nil {
+				return o, false, false, fmt.Errorf("--ca: %w", err)
+			}
+			o.TLS.RootCAs = x509.NewCertPool()
+			if !o.TLS.RootCAs.AppendCertsFromPEM(pem) {
+				return o, false, false, fmt.Errorf("--ca %s: no PEM certificate in it", caFile)
+			}
+		}
 	}
 	return o, jsonOut, quiet, nil
 }

@@ -87,7 +87,7 @@ func TestCommandUsage(t *testing.T) {
 		stderr string
 	}{
 		{"no mode", nil, 2, "", "missing MODE"},
-		{"-h", []string{"-h"}, 0, "Usage: sluice bench MODE [flags] ws://HOST:PORT/PATH", ""},
+		{"-h", []string{"-h"}, 0, "Usage: sluice bench MODE [flags] ws[s]://HOST:PORT/PATH", ""},
 		{"--help", []string{"--help"}, 0, "Modes:", ""},
 		{"help", []string{"help"}, 0, "Modes:", ""},
 		{"mode -h", []string{"rate", "-h"}, 0, "Flags:", ""},

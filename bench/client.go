@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -38,22 +39,21 @@ type target struct {
 	addr     string // host:port to dial
 	loopback bool   // addr is on 127.0.0.0/8 (or localhost): sources apply
 	head     []byte
+	tls      *tls.Config // wss://: the client side of the TLS handshake; nil for ws://
 }
 
 // parseTarget checks that raw is ws://HOST:PORT[/PATH] and builds the
 // request head for it (RFC 6455 §4.1: GET, Host, Upgrade, Connection,
 // Sec-WebSocket-Version 13; Origin when given).
-func parseTarget(raw, host, origin string) (*target, error) {
+func parseTarget(raw, host, origin string, tlsConf *tls.Config) (*target, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("URL %q: %v", raw, err)
 	}
 	switch u.Scheme {
-	case "ws":
-	case "wss":
-		return nil, fmt.Errorf("URL %q: wss:// is not supported yet; point the load at a plaintext ws:// listener", raw)
+	case "ws", "wss":
 	default:
-		return nil, fmt.Errorf("URL %q: want ws://HOST:PORT/PATH", raw)
+		return nil, fmt.Errorf("URL %q: want ws://HOST:PORT/PATH or wss://HOST:PORT/PATH", raw)
 	}
 	if u.Port() == "" || u.Hostname() == "" {
 		return nil, fmt.Errorf("URL %q: want ws://HOST:PORT/PATH (host and port are required)", raw)
@@ -62,6 +62,21 @@ func parseTarget(raw, host, origin string) (*target, error) {
 		return nil, fmt.Errorf("URL %q: user info and #fragment have no meaning in a WebSocket URL (RFC 6455 §3)", raw)
 	}
 	t := &target{addr: u.Host}
+	if u.Scheme == "wss" {
+		// Every connection makes a full handshake (no session tickets):
+		// handshake mode measures what a new client costs the proxy.
+		t.tls = &tls.Config{}
+		if tlsConf != nil {
+			t.tls = tlsConf.Clone()
+		}
+		if t.tls.ServerName == "" {
+			t.tls.ServerName = u.Hostname()
+		}
+		if len(t.tls.NextProtos) == 0 {
+			t.tls.NextProtos = []string{"http/1.1"}
+		}
+		t.tls.SessionTicketsDisabled = true
+	}
 	if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
 		t.loopback = ip.Is4() && ip.IsLoopback()
 	} else {
@@ -143,6 +158,17 @@ func (c *conn) dial(ctx context.Context, t *target, src netip.Addr, timeout time
 	nc, err := d.DialContext(ctx, "tcp", t.addr)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrDial, err)
+	}
+	if t.tls != nil {
+		tc := tls.Client(nc, t.tls)
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		err = tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return fmt.Errorf("%w: TLS: %w", ErrHandshake, err)
+		}
+		nc = tc
 	}
 	c.nc = nc
 	c.br.Reset(nc)

@@ -66,7 +66,7 @@ func valid101(key string) string {
 // dialScript opens a conn for payloads of n bytes to url.
 func dialScript(t *testing.T, url string, n int, timeout time.Duration) (*conn, error) {
 	t.Helper()
-	tg, err := parseTarget(url, "", "")
+	tg, err := parseTarget(url, "", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestUpgradeRequest(t *testing.T) {
 		n, _ := nc.Read(b)
 		heads <- string(b[:n])
 	}()
-	tg, err := parseTarget("ws://"+ln.Addr().String()+"/chat/room?x=1", "example.com", "https://example.com")
+	tg, err := parseTarget("ws://"+ln.Addr().String()+"/chat/room?x=1", "example.com", "https://example.com", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +407,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer srv.Close()
-	tg, _ := parseTarget("ws://"+srv.Addr()+"/", "", "")
+	tg, _ := parseTarget("ws://"+srv.Addr()+"/", "", "", nil)
 	c := newConn(newTemplate(128), 4096)
 	if err := c.dial(context.Background(), tg, netip.Addr{}, time.Second); err != nil {
 		b.Fatal(err)

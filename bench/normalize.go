@@ -56,7 +56,7 @@ func (o *Options) Normalize() error {
 	if !ok {
 		return fmt.Errorf("unknown mode %q (want one of %s)", o.Mode, modeList())
 	}
-	t, err := parseTarget(o.URL, o.Host, o.Origin)
+	t, err := parseTarget(o.URL, o.Host, o.Origin, o.TLS)
 	if err != nil {
 		return err
 	}

@@ -59,7 +59,7 @@ func TestNormalizeErrors(t *testing.T) {
 		{"unknown mode", func(o *Options) { o.Mode = "flood" }, `unknown mode "flood" (want one of idle, rate, closed, handshake or bulk)`},
 		{"no URL", func(o *Options) { o.URL = "" }, "want ws://HOST:PORT/PATH"},
 		{"http URL", func(o *Options) { o.URL = "http://127.0.0.1:80/" }, "want ws://HOST:PORT/PATH"},
-		{"wss URL", func(o *Options) { o.URL = "wss://127.0.0.1:443/" }, "wss:// is not supported"},
+		{"http URL", func(o *Options) { o.URL = "http://127.0.0.1:80/" }, "want ws://HOST:PORT/PATH or wss://"},
 		{"no port", func(o *Options) { o.URL = "ws://127.0.0.1/" }, "host and port are required"},
 		{"no host", func(o *Options) { o.URL = "ws://:80/" }, "host and port are required"},
 		{"fragment", func(o *Options) { o.URL = "ws://127.0.0.1:80/#x" }, "fragment"},

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"io"
 	"time"
 )
@@ -62,6 +63,10 @@ type Options struct {
 	Timeout time.Duration
 	// Host and Origin, when set, are sent as those request headers.
 	Host, Origin string
+	// TLS configures the client side of wss:// targets (roots, server
+	// name); nil verifies against the system roots with the URL's host as
+	// the server name. Every connection makes a full TLS handshake.
+	TLS *tls.Config
 	// Progress, when not nil, receives a progress display: a bar redrawn
 	// in place when it is a terminal, a plain line per second otherwise.
 	Progress io.Writer

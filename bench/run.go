@@ -83,7 +83,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.Normalize(); err != nil {
 		return nil, err
 	}
-	t, err := parseTarget(o.URL, o.Host, o.Origin)
+	t, err := parseTarget(o.URL, o.Host, o.Origin, o.TLS)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,15 @@
 package engine
 
 import (
+	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -199,4 +203,111 @@ http {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// BenchmarkTLSHandshakes measures new wss:// connections (TCP connect, full
+// TLS handshake without session resumption, upgrade, one echo, close) per
+// second and the proxy's CPU per handshake, for sluice and for nginx in the
+// same run, each with one worker pinned to CPU 0 and the load generator
+// (this process) and the echo backend on CPU 1:
+//
+//	go test -run XXX -bench TLSHandshakes -benchtime 1x -count 3 ./engine/
+func BenchmarkTLSHandshakes(b *testing.B) {
+	if _, err := exec.LookPath("nginx"); err != nil {
+		b.Skip("no nginx")
+	}
+	for _, target := range []string{"sluice", "nginx"} {
+		b.Run(target, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				rate, cpu := measureTLSHandshakes(b, target)
+				b.ReportMetric(rate, "handshakes/s")
+				b.ReportMetric(cpu, "CPU-µs/handshake")
+			}
+		})
+	}
+}
+
+func measureTLSHandshakes(b *testing.B, target string) (perSec, cpuPer float64) {
+	sluiceBin, echoBin := buildBinaries(b)
+	ca := newCA(b)
+	dir := b.TempDir()
+	ca.leaf(b, dir, "site", "a.test")
+	echoAddr, proxyAddr := freeAddr(b), freeAddr(b)
+	startChild(b, "taskset", "-c", "1", echoBin, "-listen", echoAddr, "-quiet")
+	waitListening(b, echoAddr)
+	var pids []int
+	if target == "nginx" {
+		w := startNginxTLS(b, dir, proxyAddr, echoAddr)
+		pids = []int{w}
+	} else {
+		cfg := filepath.Join(dir, "sluice.toml")
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+workers = 1
+[log]
+level = "warn"
+access_log = "off"
+[[server]]
+listen = [%q]
+  [server.tls]
+  certificates = [{ cert = "site.pem", key = "site.key" }]
+  [[server.location]]
+  path = "/ws/"
+  proxy_pass = %q
+`, proxyAddr, echoAddr)), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		pids = []int{startChild(b, sluiceBin, "--config", cfg).Process.Pid}
+		waitListening(b, proxyAddr)
+	}
+	for _, pid := range pids {
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", "0", strconv.Itoa(pid)).CombinedOutput(); err != nil {
+			b.Fatalf("taskset: %v %s", err, out)
+		}
+	}
+	if out, err := exec.Command("taskset", "-a", "-p", "-c", "1", strconv.Itoa(os.Getpid())).CombinedOutput(); err != nil {
+		b.Fatalf("taskset: %v %s", err, out)
+	}
+	defer func() { _ = exec.Command("taskset", "-a", "-p", "-c", "0-1", strconv.Itoa(os.Getpid())).Run() }()
+
+	var t0, t1 int64
+	res, err := bench.Run(context.Background(), bench.Options{
+		Mode: bench.ModeHandshake, URL: "wss://" + proxyAddr + "/ws/", Conns: 16, Payload: 16,
+		Warmup: time.Second, Duration: 5 * time.Second,
+		TLS: &tls.Config{RootCAs: ca.pool, ServerName: "a.test"},
+		OnMeasure: func(begin bool) {
+			if begin {
+				t0 = cpuTicks(b, pids)
+			} else {
+				t1 = cpuTicks(b, pids)
+			}
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.Handshakes == 0 || len(res.Errors) > 0 {
+		b.Fatalf("%s: %d handshakes, errors %v", target, res.Handshakes, res.Errors)
+	}
+	cpuPer = float64(t1-t0) * 1e6 / 100 / float64(res.Handshakes) // CLK_TCK = 100
+	b.Logf("%s: %.0f handshakes/s, %.1f CPU µs per handshake", target, res.HandshakesPerSec, cpuPer)
+	return res.HandshakesPerSec, cpuPer
+}
+
+// cpuTicks sums utime+stime (fields 14 and 15 of /proc/PID/stat, in clock
+// ticks) over pids.
+func cpuTicks(b *testing.B, pids []int) int64 {
+	var sum int64
+	for _, pid := range pids {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The command name may hold spaces and parentheses: fields start
+		// after the last ')'.
+		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		sum += u + s
+	}
+	return sum
 }

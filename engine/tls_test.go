@@ -27,6 +27,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/sluice-proxy/sluice/bench"
 	"github.com/sluice-proxy/sluice/configs"
 )
 
@@ -747,5 +748,39 @@ func TestTLSProxyProtocol(t *testing.T) {
 	}
 	if after := p.e.Refusals()[RuleProxyProtocol]; after != before+1 {
 		t.Fatalf("proxy_protocol refusals %d -> %d, want one more", before, after)
+	}
+}
+
+// TestBenchOverWSS: the load generator speaks wss:// (the TLS handshake
+// benchmark depends on it): a closed-loop and a handshake run through a
+// TLS-terminating sluice add up, with no errors.
+func TestBenchOverWSS(t *testing.T) {
+	s := startTLSProxy(t, "")
+	for _, mode := range []bench.Mode{bench.ModeClosed, bench.ModeHandshake} {
+		res, err := bench.Run(context.Background(), bench.Options{
+			Mode: mode, URL: "wss://" + s.p.addr + "/ws/", Conns: 4, Payload: 64, Duration: 500 * time.Millisecond,
+			TLS: &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Errors) > 0 || res.Echoed == 0 || res.Sent != res.Echoed {
+			t.Fatalf("%s over wss://: sent %d echoed %d errors %v", mode, res.Sent, res.Echoed, res.Errors)
+		}
+		if mode == bench.ModeHandshake && res.Handshakes == 0 {
+			t.Fatalf("no handshake completed")
+		}
+	}
+	// Verification is on: a client that does not trust the CA fails the
+	// TLS handshake and says so.
+	res, err := bench.Run(context.Background(), bench.Options{
+		Mode: bench.ModeClosed, URL: "wss://" + s.p.addr + "/ws/", Conns: 1, Duration: 200 * time.Millisecond,
+		TLS: &tls.Config{ServerName: "a.test"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors["handshake"] == 0 || res.Echoed != 0 {
+		t.Fatalf("untrusted certificate: errors %v, echoed %d", res.Errors, res.Echoed)
 	}
 }

@@ -32,7 +32,7 @@ func TestCommands(t *testing.T) {
 		{"config and proxy", []string{"--config", "../../configs/socket.toml", "--proxy", "/ws/=127.0.0.1:1"}, 1, "", "cannot be combined with --config"},
 		{"bad proxy", []string{"--proxy", "ws=127.0.0.1:1"}, 1, "", "--proxy"},
 		{"stray argument", []string{"serve"}, 2, "", "unexpected argument"},
-		{"bench help", []string{"bench", "-h"}, 0, "Usage: sluice bench MODE [flags] ws://HOST:PORT/PATH", ""},
+		{"bench help", []string{"bench", "-h"}, 0, "Usage: sluice bench MODE [flags] ws[s]://HOST:PORT/PATH", ""},
 		{"bench without mode", []string{"bench"}, 2, "", "missing MODE"},
 		{"bench bad mode", []string{"bench", "flood", "ws://127.0.0.1:1/"}, 2, "", "want idle, rate, closed, handshake or bulk"},
 		{"bench without URL", []string{"bench", "rate", "-c", "1"}, 2, "", "missing the target URL"},
