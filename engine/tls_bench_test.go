@@ -63,24 +63,7 @@ func measureIdleTLS(b *testing.B, target string) float64 {
 	if target == "nginx" {
 		pid = startNginxTLS(b, dir, proxyAddr, echoAddr)
 	} else {
-		cfg := filepath.Join(dir, "sluice.toml")
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
-workers = 1
-[log]
-level = "warn"
-access_log = "off"
-[[server]]
-listen = [%q]
-  [server.tls]
-  certificates = [{ cert = "site.pem", key = "site.key" }]
-  [[server.location]]
-  path = "/ws/"
-  proxy_pass = %q
-`, proxyAddr, echoAddr)), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		pid = startChild(b, sluiceBin, "--config", cfg).Process.Pid
-		waitListening(b, proxyAddr)
+		pid = startSluiceTLS(b, sluiceBin, dir, "site", proxyAddr, echoAddr).Process.Pid
 	}
 
 	sources, err := bench.NewSources(50)
@@ -130,6 +113,30 @@ listen = [%q]
 	per := float64(after-before) / float64(n)
 	b.Logf("%s PSS %d KiB → %d KiB with %d idle TLS tunnels: %.2f KiB per tunnel", target, before, after, n, per)
 	return per
+}
+
+// startSluiceTLS runs a sluice child (one worker, no access log)
+// terminating TLS on listen with dir's NAME.pem and NAME.key in front of
+// backend, and waits until it listens.
+func startSluiceTLS(t testing.TB, sluiceBin, dir, name, listen, backend string) *exec.Cmd {
+	t.Helper()
+	cfg := filepath.Join(dir, "sluice.toml")
+	writeFile(t, cfg, fmt.Appendf(nil, `
+workers = 1
+[log]
+level = "warn"
+access_log = "off"
+[[server]]
+listen = [%q]
+  [server.tls]
+  certificates = [{ cert = "%[3]s.pem", key = "%[3]s.key" }]
+  [[server.location]]
+  path = "/ws/"
+  proxy_pass = %[2]q
+`, listen, backend, name))
+	cmd := startChild(t, sluiceBin, "--config", cfg)
+	waitListening(t, listen)
+	return cmd
 }
 
 // startNginxTLS runs nginx (master and one worker) terminating TLS with
@@ -240,24 +247,7 @@ func measureTLSHandshakes(b *testing.B, target string) (perSec, cpuPer float64) 
 		w := startNginxTLS(b, dir, proxyAddr, echoAddr)
 		pids = []int{w}
 	} else {
-		cfg := filepath.Join(dir, "sluice.toml")
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
-workers = 1
-[log]
-level = "warn"
-access_log = "off"
-[[server]]
-listen = [%q]
-  [server.tls]
-  certificates = [{ cert = "site.pem", key = "site.key" }]
-  [[server.location]]
-  path = "/ws/"
-  proxy_pass = %q
-`, proxyAddr, echoAddr)), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		pids = []int{startChild(b, sluiceBin, "--config", cfg).Process.Pid}
-		waitListening(b, proxyAddr)
+		pids = []int{startSluiceTLS(b, sluiceBin, dir, "site", proxyAddr, echoAddr).Process.Pid}
 	}
 	for _, pid := range pids {
 		if out, err := exec.Command("taskset", "-a", "-p", "-c", "0", strconv.Itoa(pid)).CombinedOutput(); err != nil {

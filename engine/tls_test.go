@@ -315,13 +315,7 @@ func TestTLSReloadCertificates(t *testing.T) {
 	defer old.Close()
 	echoOnce(t, old, websocket.TextMessage, []byte("before"))
 
-	serialOf := func() *big.Int {
-		st, err := peer(t, s.p.addr, &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.PeerCertificates[0].SerialNumber
-	}
+	serialOf := func() *big.Int { return servedSerial(t, s.p.addr, s.ca, "a.test") }
 	if got := serialOf(); got.Cmp(s.aSN) != 0 {
 		t.Fatalf("serial %v, want %v", got, s.aSN)
 	}
@@ -634,6 +628,17 @@ func TestTLSHeadLimits(t *testing.T) {
 	expectFDs(t, base)
 }
 
+// servedSerial is the serial number of the certificate addr serves for
+// the server name.
+func servedSerial(t *testing.T, addr string, ca *testCA, name string) *big.Int {
+	t.Helper()
+	st, err := peer(t, addr, &tls.Config{RootCAs: ca.pool, ServerName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.PeerCertificates[0].SerialNumber
+}
+
 // TestTLSReloadOnSIGHUP: the real binary, not the method. A sluice child
 // process serves wss://; the certificate files are replaced on disk and the
 // process gets SIGHUP: a new connection sees the new certificate, and a
@@ -647,21 +652,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	s.aCert, s.aKey, s.aSN = s.ca.leaf(t, s.dir, "a", "a.test")
 	be := startBackend(t, backendOpts{})
 	addr := freeAddr(t)
-	conf := filepath.Join(s.dir, "sluice.toml")
-	writeFile(t, conf, fmt.Appendf(nil, `
-[log]
-level = "warn"
-access_log = "off"
-[[server]]
-listen = [%q]
-  [server.tls]
-  certificates = [{ cert = "a.pem", key = "a.key" }]
-  [[server.location]]
-  path = "/ws/"
-  proxy_pass = %q
-`, addr, be.addr))
-	cmd := startChild(t, sluiceBin, "--config", conf, "--workers", "1")
-	waitListening(t, addr)
+	cmd := startSluiceTLS(t, sluiceBin, s.dir, "a", addr, be.addr)
 
 	d := &websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"}, HandshakeTimeout: 3 * time.Second}
 	old, _, err := d.Dial("wss://"+addr+"/ws/", nil)
@@ -670,13 +661,7 @@ listen = [%q]
 	}
 	defer old.Close()
 	echoOnce(t, old, websocket.TextMessage, []byte("before"))
-	serialOf := func() *big.Int {
-		st, err := peer(t, addr, &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.PeerCertificates[0].SerialNumber
-	}
+	serialOf := func() *big.Int { return servedSerial(t, addr, s.ca, "a.test") }
 	if got := serialOf(); got.Cmp(s.aSN) != 0 {
 		t.Fatalf("serial %v, want %v", got, s.aSN)
 	}
