@@ -233,6 +233,7 @@ var statusTable = [...]struct {
 	{ErrAccessDenied, 403},
 	{ErrOriginDenied, 403},
 	{ErrOriginMissing, 403},
+	{ErrBadPath, 403},
 	{ErrRateLimited, 429},
 	{ErrConnLimited, 503},
 	{ErrOverCapacity, 503},
