@@ -414,13 +414,20 @@ type Location struct {
 	// nginx: location /ws/ { } (a plain prefix location; no regex, no =)
 	Path string `toml:"path"`
 
-	// ProxyPass says where to send the connection: the name of an
+	// ProxyPass says where to send requests: the name of an
 	// [upstream.NAME] group, or "host:port", or "host:port,host:port"
 	// (an anonymous round-robin group with every default of Upstream).
 	// No scheme for plaintext backends: "http://" or "ws://" prefixes are
 	// rejected with a hint. "wss://" or "https://" (the two mean the same)
 	// before any of these forms makes every backend of the group TLS; see
-	// UpstreamTLS. Required.
+	// UpstreamTLS. Required unless Root is set.
+	//
+	// WebSocket upgrades become verified tunnels; any other request is
+	// proxied as plain HTTP/1.1 over a keep-alive pool per backend, with
+	// the same forwarding headers, hop-by-hop headers (and any Upgrade)
+	// removed, bodies streamed both ways, and the same timeouts
+	// (connect_timeout; read_timeout between two reads of the answer;
+	// send_timeout between two writes).
 	// nginx: proxy_pass http://chat; or proxy_pass http://127.0.0.1:9001;
 	ProxyPass string `toml:"proxy_pass"`
 
@@ -465,6 +472,39 @@ type Location struct {
 	// literally (e.g. "backend.internal" or "127.0.0.1:9000").
 	// nginx: proxy_set_header Host $host; (empty) or proxy_set_header Host value;
 	Host string `toml:"host"`
+
+	// Root makes this a static location: files are served from the
+	// directory Root (relative to the config file's directory), the request
+	// path appended to it as nginx's root does ("/app/x.js" with root
+	// "/srv/www" is "/srv/www/app/x.js"). A location either serves files
+	// (Root) or proxies (ProxyPass). Paths are percent-decoded and resolved
+	// first; nothing outside Root is ever served: a ".." above it, a NUL or a
+	// backslash is 403, and a symlink leading out of it is 403 (symlinks
+	// that stay inside are followed). Directory listings are never served.
+	// A missing directory is logged at start and answered 404, as nginx.
+	// nginx: root /srv/www;
+	Root string `toml:"root"`
+
+	// Index are the files served for a request that names a directory, the
+	// first one that exists. Default ["index.html"].
+	// nginx: index index.html;
+	Index []string `toml:"index"`
+
+	// TryFiles is nginx's try_files: each entry is tried in order, the
+	// first that exists is served. "$uri" is the file at the request path,
+	// "$uri/" the directory there (its index file; without a trailing slash
+	// in the request, a 301 that adds it), "/path" a file of Root served
+	// instead (the single-page-app fallback, "/index.html"), and "=NNN",
+	// last only, answers that status. Default ["$uri", "$uri/"] (then 404).
+	// nginx: try_files $uri $uri/ /index.html;
+	TryFiles []string `toml:"try_files"`
+
+	// Compress sends text files (HTML, CSS, JavaScript, JSON, SVG, XML,
+	// plain text; 256 bytes or more) brotli- or gzip-compressed to clients
+	// that accept it, brotli preferred. Compressed copies are kept in
+	// memory (bounded), never written next to the files. Default true.
+	// nginx: gzip on; gzip_types ...; (brotli needs a third-party module)
+	Compress *bool `toml:"compress"`
 
 	// Origins are the browser origins allowed to open a WebSocket here:
 	// "https://chat.example.com", "https://*.example.com" (one or more
@@ -556,6 +596,7 @@ const (
 	DefaultLimitConnStatus     = 503
 	DefaultLimitReqStatus      = 429
 	DefaultOriginMissing       = "allow"
+	DefaultIndex               = "index.html"
 
 	DefaultWeight        = 1
 	DefaultMaxFails      = 1
@@ -606,6 +647,15 @@ func (c *Config) SetDefaults() {
 			setZero(&l.SendTimeout, DefaultSendTimeout)
 			setZero(&l.BufferSize, DefaultBufferSize)
 			setString(&l.OriginMissing, DefaultOriginMissing)
+			if l.Root != "" {
+				if len(l.Index) == 0 {
+					l.Index = []string{DefaultIndex}
+				}
+				if l.Compress == nil {
+					on := true
+					l.Compress = &on
+				}
+			}
 		}
 	}
 }
@@ -718,6 +768,12 @@ func (c *Config) clone() *Config {
 				nl.LimitConn = &n
 			}
 			nl.UpstreamTLS = l.UpstreamTLS.clone()
+			nl.Index = append([]string(nil), l.Index...)
+			nl.TryFiles = append([]string(nil), l.TryFiles...)
+			if l.Compress != nil {
+				b := *l.Compress
+				nl.Compress = &b
+			}
 			ns.Locations[j] = &nl
 		}
 		n.Servers[i] = &ns

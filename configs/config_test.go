@@ -37,6 +37,9 @@ func TestExampleFilesParse(t *testing.T) {
 			}
 			for _, s := range c.Servers {
 				for _, l := range s.Locations {
+					if l.IsStatic() {
+						continue
+					}
 					if l.Upstream == nil || len(l.Upstream.Servers) == 0 || l.Upstream.Name == "" {
 						t.Errorf("location %s: unresolved upstream %+v", l.Path, l.Upstream)
 					}
@@ -54,8 +57,14 @@ func TestDefault(t *testing.T) {
 	if got := c.Servers[0].Listen; !reflect.DeepEqual(got, []string{DefaultListen}) {
 		t.Errorf("listen = %v", got)
 	}
-	l := c.Servers[0].Locations[0]
-	if l.Path != "/ws/" || !reflect.DeepEqual(l.Upstream.Servers, []string{"127.0.0.1:9000"}) {
+	locs := c.Servers[0].Locations
+	if len(locs) != 3 || locs[0].Path != "/" || locs[0].Root != "examples/chat/public" || !locs[0].IsStatic() {
+		t.Fatalf("locations = %+v", locs)
+	}
+	if l := locs[1]; l.Path != "/ws/" || !reflect.DeepEqual(l.Upstream.Servers, []string{"127.0.0.1:9001"}) {
+		t.Errorf("location = %+v, upstream %+v", l, l.Upstream)
+	}
+	if l := locs[2]; l.Path != "/echo/" || !reflect.DeepEqual(l.Upstream.Servers, []string{"127.0.0.1:9000"}) {
 		t.Errorf("location = %+v, upstream %+v", l, l.Upstream)
 	}
 	if !reflect.DeepEqual(DefaultTOML(), defaultTOML) {
@@ -76,7 +85,14 @@ func TestDefaultFileMatchesSetDefaults(t *testing.T) {
 listen = ["127.0.0.1:8080"]
 server_name = []
   [[server.location]]
+  path = "/"
+  root = "examples/chat/public"
+  try_files = ["$uri", "$uri/", "/index.html"]
+  [[server.location]]
   path = "/ws/"
+  proxy_pass = "127.0.0.1:9001"
+  [[server.location]]
+  path = "/echo/"
   proxy_pass = "127.0.0.1:9000"
 `
 	got, err := Parse([]byte(minimal), "minimal.toml")
@@ -88,8 +104,9 @@ server_name = []
 		c.Source, c.file, c.pos = "", "", nil
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("defaults differ:\nSetDefaults: %+v %+v %+v\ndefault.toml: %+v %+v %+v",
-			got, got.Servers[0], got.Servers[0].Locations[0], want, want.Servers[0], want.Servers[0].Locations[0])
+		t.Errorf("defaults differ:\nSetDefaults: %+v %+v %+v %+v\ndefault.toml: %+v %+v %+v %+v",
+			got, got.Servers[0], got.Servers[0].Locations[0], got.Servers[0].Locations[1],
+			want, want.Servers[0], want.Servers[0].Locations[0], want.Servers[0].Locations[1])
 	}
 }
 

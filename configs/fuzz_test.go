@@ -36,7 +36,7 @@ func FuzzParse(f *testing.F) {
 		}
 		for _, s := range c.Servers {
 			for _, l := range s.Locations {
-				if l.Upstream == nil || len(l.Upstream.Servers) == 0 {
+				if !l.IsStatic() && (l.Upstream == nil || len(l.Upstream.Servers) == 0) {
 					t.Fatalf("valid config with unresolved location %+v", l)
 				}
 			}

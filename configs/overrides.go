@@ -2,6 +2,8 @@ package configs
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -21,6 +23,12 @@ type Overrides struct {
 	// "/ws/=127.0.0.1:9000" or "/chat/=127.0.0.1:9001,127.0.0.1:9002".
 	// Only without a config file.
 	Proxies []string
+	// Statics (--static, repeatable) each add a static location to the
+	// server built from flags: "PATH=DIR", e.g. "/=./public": root DIR,
+	// index.html, and try_files $uri $uri/ PATH/index.html, so a
+	// single-page app's routes fall back to its index. Only without a
+	// config file.
+	Statics []string
 	// LogLevel (--log-level) sets log.level.
 	LogLevel string
 	// Workers (--workers) sets workers.
@@ -42,6 +50,8 @@ const (
 	ListenHelp = "address to listen on, host:port (repeatable). With --config or the built-in default it replaces the listen addresses of every [[server]]; alone with --proxy it defaults to " + DefaultListen
 	ProxyHelp  = "proxy a path prefix to backends: PATH=HOST:PORT[,HOST:PORT...], e.g. /ws/=127.0.0.1:9000 (`PREFIX=ADDR`, repeatable; several backends are balanced round robin). " +
 		"Builds a config from flags alone, like caddy reverse-proxy: cannot be combined with --config (put the location in the file instead)"
+	StaticHelp = "serve files under a path prefix: PATH=DIR, e.g. /=./public (`PREFIX=DIR`, repeatable). DIR is the document root, as nginx's root: /app/x.js is DIR/app/x.js. index.html for directories, and unknown paths fall back to PREFIX/index.html (a single-page app). " +
+		"Builds a config from flags alone, with --proxy: cannot be combined with --config"
 	LogLevelHelp       = "log level: debug, info, warn or error (overrides [log] level)"
 	WorkersHelp        = "number of event loops, 0 = one per CPU (overrides workers)"
 	ConnectTimeoutHelp = "backend connect timeout for every location, e.g. 60s (overrides connect_timeout)"
@@ -62,6 +72,10 @@ func (o *Overrides) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.Func("proxy", ProxyHelp, func(s string) error {
 		o.Proxies = append(o.Proxies, s)
+		return nil
+	})
+	fs.Func("static", StaticHelp, func(s string) error {
+		o.Statics = append(o.Statics, s)
 		return nil
 	})
 	fs.StringVar(&o.LogLevel, "log-level", "", LogLevelHelp)
@@ -123,12 +137,14 @@ func durationFlag(fs *flag.FlagSet, name, help string, dst **Duration) {
 func Apply(cfg *Config, o Overrides) (*Config, error) {
 	l := &errorList{}
 	switch {
-	case cfg == nil && len(o.Proxies) > 0:
+	case cfg == nil && len(o.Proxies)+len(o.Statics) > 0:
 		cfg = fromFlags(l, o)
 	case cfg == nil:
 		cfg = Default()
 	case len(o.Proxies) > 0:
 		return nil, &ConfigError{Path: "--proxy", Msg: "cannot be combined with --config " + strconv.Quote(cfg.Source) + ": use either --config or --listen/--proxy (or add the location to the file)"}
+	case len(o.Statics) > 0:
+		return nil, &ConfigError{Path: "--static", Msg: "cannot be combined with --config " + strconv.Quote(cfg.Source) + ": use either --config or --listen/--static (or add the location to the file)"}
 	default:
 		cfg = cfg.clone()
 	}
@@ -237,6 +253,31 @@ func fromFlags(l *errorList, o Overrides) *Config {
 		if !bad {
 			s.Locations = append(s.Locations, &Location{Path: path, ProxyPass: backends})
 		}
+	}
+	for _, p := range o.Statics {
+		path, dir, ok := strings.Cut(p, "=")
+		if !ok || path == "" || dir == "" {
+			l.add("--static", "%q: want PATH=DIR, e.g. \"/=./public\"", p)
+			continue
+		}
+		if msg := checkLocationPath(path); msg != "" {
+			l.add("--static", "%s", msg)
+			continue
+		}
+		if seen[path] {
+			l.add("--static", "path %q is given twice", path)
+			continue
+		}
+		seen[path] = true
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			l.add("--static", "%q: %s is not a directory", p, dir)
+			continue
+		}
+		s.Locations = append(s.Locations, &Location{Path: path, Root: dir,
+			TryFiles: []string{"$uri", "$uri/", strings.TrimSuffix(path, "/") + "/index.html"}})
 	}
 	return &Config{Source: FlagsSource, Servers: []*Server{s}}
 }

@@ -60,7 +60,7 @@ func TestApplyNoConfigNoProxyUsesDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Source != DefaultSource || !reflect.DeepEqual(c.Servers[0].Listen, []string{":9999"}) || c.Servers[0].Locations[0].Path != "/ws/" {
+	if c.Source != DefaultSource || !reflect.DeepEqual(c.Servers[0].Listen, []string{":9999"}) || c.Servers[0].Locations[1].Path != "/ws/" {
 		t.Errorf("got %+v", c.Servers[0])
 	}
 }

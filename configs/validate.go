@@ -355,7 +355,14 @@ func (c *Config) validateServer(l *errorList, path string, s *Server, anon map[s
 		default:
 			paths[loc.Path] = lp
 		}
-		c.resolve(l, lp+".proxy_pass", loc, anon)
+		switch {
+		case loc.Root != "" && strings.TrimSpace(loc.ProxyPass) != "":
+			l.add(lp+".root", "a location serves files (root) or proxies (proxy_pass), not both: split it into two locations")
+		case loc.Root != "":
+			validateStatic(l, lp, loc)
+		default:
+			c.resolve(l, lp+".proxy_pass", loc, anon)
+		}
 		for _, t := range []struct {
 			key string
 			d   Duration
@@ -383,7 +390,7 @@ func (c *Config) resolve(l *errorList, path string, loc *Location, anon map[stri
 	loc.Upstream = nil
 	pp, _ := cutTLSScheme(strings.TrimSpace(loc.ProxyPass))
 	if pp == "" {
-		l.add(path, "missing: name an [upstream.NAME] or give \"host:port\"")
+		l.add(path, "missing: name an [upstream.NAME], give \"host:port\", or serve files with root = \"DIR\"")
 		return
 	}
 	if u := c.Upstreams[pp]; u != nil {

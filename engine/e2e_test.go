@@ -277,7 +277,6 @@ max_header_bytes = "1k"
 		{"bad version", strings.Replace(upgradeHead, "Version: 13", "Version: 8", 1) + "\r\n", 426, "Sec-WebSocket-Version: 13"},
 		{"missing key", strings.Replace(upgradeHead, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 1) + "\r\n", 400, ""},
 		{"short key", strings.Replace(upgradeHead, "dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=", 1) + "\r\n", 400, ""},
-		{"h2c", strings.Replace(upgradeHead, "Upgrade: websocket", "Upgrade: h2c", 1) + "\r\n", 400, ""},
 		{"no connection upgrade", strings.Replace(upgradeHead, "Connection: Upgrade", "Connection: keep-alive", 1) + "\r\n", 400, ""},
 		{"post", strings.Replace(upgradeHead, "GET", "POST", 1) + "\r\n", 400, ""},
 		{"http/1.0", strings.Replace(upgradeHead, "HTTP/1.1", "HTTP/1.0", 1) + "\r\n", 400, ""},
@@ -288,7 +287,6 @@ max_header_bytes = "1k"
 		{"garbage", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n", 400, ""},
 		{"head too large", upgradeHead + long + "\r\n", 431, ""},
 		{"head too large for its server", strings.Replace(upgradeHead, "example.com", "small.test", 1) + "X-Pad: " + strings.Repeat("b", 1500) + "\r\n\r\n", 431, ""},
-		{"plain request", "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", 426, "Upgrade: websocket"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -75,6 +75,9 @@ func New(cfg *configs.Config, logs Logs) (*Engine, error) {
 	if e.goFront, err = buildGoFront(e, cfg); err != nil {
 		return nil, err
 	}
+	for _, ln := range r.listeners {
+		ln.http = newPlainServer(e, ln, e.goFront.serves(ln))
+	}
 	return e, nil
 }
 
@@ -102,10 +105,12 @@ func (e *Engine) Start() error {
 	}
 	if err := probeFree(addrs); err != nil {
 		e.pool.Close()
+		e.router.closeFiles()
 		return err
 	}
 	if err := e.goFront.bind(); err != nil {
 		e.pool.Close()
+		e.router.closeFiles()
 		return err
 	}
 	e.done = make(chan error, 1)
@@ -146,6 +151,7 @@ func (e *Engine) Start() error {
 	case err := <-e.done:
 		e.goFront.closeListeners()
 		e.pool.Close()
+		e.router.closeFiles()
 		if err == nil {
 			err = errors.New("event loops stopped at start")
 		}
@@ -173,6 +179,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 			e.pool.Close()
 		}
 		e.router.stop()
+		for _, ln := range e.router.listeners {
+			ln.http.closeIdle()
+		}
 	})
 	return err
 }

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-proxy/sluice/handshake"
-	"github.com/sluice-proxy/sluice/splice"
 )
 
 // clientConn is gnet's per-connection context while a client is still
@@ -122,9 +121,12 @@ func (f *front) OnTraffic(c gnet.Conn) gnet.Action {
 	if err != nil {
 		return f.refuse(c, cc, nil, req, handshake.StatusOf(err), err)
 	}
-	srv, loc, status, err := cc.ln.route(req)
+	srv, loc, plain, status, err := cc.ln.route(req)
 	if err != nil {
 		return f.refuse(c, cc, srv, req, status, err)
+	}
+	if plain {
+		return f.handOffPlain(c, cc, buf)
 	}
 	if act, ok := f.admit(c, cc, srv, loc, req); !ok {
 		return act
@@ -170,18 +172,7 @@ func (f *front) handOff(c gnet.Conn, cc *clientConn, srv *server, loc *location,
 	if rest := buf[req.HeadLen:]; len(rest) > 0 {
 		held = append([]byte(nil), rest...)
 	}
-	job := &splice.Job{
-		ClientFD:         fd,
-		Held:             held,
-		Request:          upReq,
-		ConnectTimeout:   time.Duration(loc.cfg.ConnectTimeout),
-		HandshakeTimeout: time.Duration(loc.cfg.HandshakeTimeout),
-		ReadTimeout:      time.Duration(loc.cfg.ReadTimeout),
-		SendTimeout:      time.Duration(loc.cfg.SendTimeout),
-		BufferSize:       int(loc.cfg.BufferSize),
-		MaxReplyHead:     maxReplyHead,
-		Handler:          t,
-	}
+	job := spliceJob(fd, held, upReq, loc, t)
 	cc.handedOff = true
 	_, _ = c.Discard(-1)
 	if err := f.e.pool.Submit(job); err != nil {

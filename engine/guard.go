@@ -268,7 +268,10 @@ type refusal struct {
 // client address and, when a limit_conn applies, leaves a slot in cc.slot
 // (newTunnel takes it over; refuseWith or OnClose give it back). ok false
 // means refused: answer with refuseWith.
-func (e *Engine) admit(cc *clientConn, srv *server, loc *location, req *handshake.Request) (r refusal, ok bool) {
+//
+// plain is set for a plain HTTP request: limit_conn and the Origin policy
+// are about tunnels and are skipped; the address rules and limit_req apply.
+func (e *Engine) admit(cc *clientConn, srv *server, loc *location, req *handshake.Request, plain bool) (r refusal, ok bool) {
 	g := e.guards
 	sg, lg := g.servers[srv], g.locations[loc]
 	if sg == nil || lg == nil {
@@ -295,13 +298,13 @@ func (e *Engine) admit(cc *clientConn, srv *server, loc *location, req *handshak
 			return refusal{sg.reqStatus, handshake.ErrRateLimited, RuleLimitReq, int(retry / time.Second)}, false
 		}
 	}
-	if lg.conns != nil {
+	if lg.conns != nil && !plain {
 		if !lg.conns.Acquire(client) {
 			return refusal{status: sg.connStatus, err: handshake.ErrConnLimited, rule: RuleLimitConn}, false
 		}
 		cc.slot = connSlot{lg.conns, client}
 	}
-	if lg.origin != nil {
+	if lg.origin != nil && !plain {
 		var origin []byte
 		n := 0
 		for _, h := range req.Headers {
@@ -325,7 +328,7 @@ func (e *Engine) admit(cc *clientConn, srv *server, loc *location, req *handshak
 // admit is Engine.admit for the gnet front: refused, it answers and
 // returns Close.
 func (f *front) admit(c gnet.Conn, cc *clientConn, srv *server, loc *location, req *handshake.Request) (gnet.Action, bool) {
-	r, ok := f.e.admit(cc, srv, loc, req)
+	r, ok := f.e.admit(cc, srv, loc, req, false)
 	if ok {
 		return gnet.None, true
 	}

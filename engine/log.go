@@ -114,6 +114,27 @@ func (a accessLog) refusedBy(cc *clientConn, srv *server, req *handshake.Request
 	ce.Write(fields[:]...)
 }
 
+// request writes the line of one plain HTTP request. Sizes are the
+// declared ones (Content-Length; 0 for a chunked body), known when the
+// handler returns, before a streamed body has been written.
+func (a accessLog) request(cc *clientConn, srv *server, req *handshake.Request, upstreamName string, status int, d time.Duration, in, out int) {
+	ce := a.l.Check(zap.InfoLevel, "request")
+	if ce == nil {
+		return
+	}
+	ce.Write(
+		zap.Stringer("client", cc.remote),
+		zap.String("server", srv.name),
+		zap.ByteString("method", req.Method),
+		zap.ByteString("path", req.Path),
+		zap.String("upstream", upstreamName),
+		zap.Int("status", status),
+		zap.Duration("duration", d),
+		zap.Int("bytes_in", in),
+		zap.Int("bytes_out", out),
+	)
+}
+
 func (a accessLog) finished(t *tunnel, r *splice.Report) {
 	msg := "tunnel"
 	if !r.Tunnelled {

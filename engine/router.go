@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -27,6 +28,7 @@ type listener struct {
 	headerTimeout time.Duration // of the default server
 	maxHead       int           // the largest max_header_bytes among its servers
 	pending       pendingList   // connections still sending their head
+	http          *plainServer  // serves its plain HTTP connections (plain.go)
 }
 
 // server is one [[server]] block.
@@ -39,13 +41,18 @@ type server struct {
 	name      string // first server_name or "_", for the access log
 }
 
-// location is one [[server.location]] block, ready to use.
+// location is one [[server.location]] block, ready to use: a proxy
+// location has a group, a static one (root) has files.
 type location struct {
 	cfg   *configs.Location
 	path  []byte
-	group *upstream.Group
-	host  []byte // Host sent upstream; nil keeps the client's
+	group *upstream.Group // nil for a static location
+	files *static         // a static location's files; nil while its root is missing
+	host  []byte          // Host sent upstream; nil keeps the client's
 }
+
+// isStatic reports whether the location serves files.
+func (l *location) isStatic() bool { return l.group == nil }
 
 // router maps a connection's local address and a request's Host and path
 // to a location. It is built once from a validated config and then only
@@ -53,6 +60,7 @@ type location struct {
 type router struct {
 	listeners []*listener
 	groups    []*upstream.Group
+	files     []*static // every static location's root, closed by stop
 }
 
 // buildRouter builds the routing tables and the upstream groups (resolving
@@ -75,6 +83,14 @@ func buildRouter(cfg *configs.Config, log *zap.Logger) (*router, error) {
 			}
 		}
 		for _, lc := range sc.Locations {
+			if lc.IsStatic() {
+				loc := staticLocation(cfg, lc, log)
+				if loc.files != nil {
+					r.files = append(r.files, loc.files)
+				}
+				s.locations = append(s.locations, loc)
+				continue
+			}
 			g, ok := groups[lc.Upstream]
 			if !ok {
 				var err error
@@ -196,6 +212,15 @@ func (r *router) stop() {
 	for _, g := range r.groups {
 		g.Stop()
 	}
+	r.closeFiles()
+}
+
+// closeFiles closes the static roots (their directory fds).
+func (r *router) closeFiles() {
+	for _, f := range r.files {
+		_ = f.close()
+	}
+	r.files = nil
 }
 
 func parseListen(addr string) (netip.AddrPort, error) {
@@ -309,20 +334,49 @@ func asciiEqualFold(b []byte, s string) bool {
 	return true
 }
 
-// route judges a parsed head on ln: the server (by Host) and the location
-// (by path) it goes to, or the status and error to refuse it with (srv is
+// route judges the first head of a connection on ln: the server (by Host)
+// and, for a WebSocket upgrade, the location (by path) it tunnels to; or
+// plain, for every request that is not an upgrade (no Upgrade header, or
+// one that does not offer websocket, such as h2c, which is ignored as
+// nginx does) or that asks to upgrade in a static location (the file is
+// served, as nginx would). Plain connections go to fasthttp, which judges
+// each of their requests itself (plain.go). A broken upgrade, a bad path
+// or no location is refused with the status and error returned (srv is
 // set when known, for the access log). Both fronts, gnet and the goroutine
 // path, route through here.
-func (ln *listener) route(req *handshake.Request) (srv *server, loc *location, status int, err error) {
+func (ln *listener) route(req *handshake.Request) (srv *server, loc *location, plain bool, status int, err error) {
 	srv = ln.serverFor(req.Host)
 	if req.HeadLen > srv.maxHead {
-		return srv, nil, handshake.StatusOf(handshake.ErrHeadTooLarge), handshake.ErrHeadTooLarge
+		return srv, nil, false, handshake.StatusOf(handshake.ErrHeadTooLarge), handshake.ErrHeadTooLarge
 	}
 	if err := handshake.CheckUpgrade(req); err != nil {
-		return srv, nil, handshake.StatusOf(err), err
+		if errors.Is(err, handshake.ErrNotUpgrade) || errors.Is(err, handshake.ErrUpgradeNotWebSocket) {
+			return srv, nil, true, 0, nil
+		}
+		return srv, nil, false, handshake.StatusOf(err), err
 	}
-	if loc = srv.locationFor(req.Path); loc == nil {
-		return srv, nil, 404, errNoLocation
+	var scratch [256]byte
+	if _, loc, status, err = srv.locate(scratch[:0], req.Path); err != nil {
+		return srv, nil, false, status, err
 	}
-	return srv, loc, 0, nil
+	return srv, loc, loc.isStatic(), 0, nil
+}
+
+// locate finds the location of a request path as sent. Locations match
+// the normalised path (percent-decoded once, dot segments resolved), as
+// nginx matches its decoded URI: otherwise "/static/../admin/" would be
+// judged by the rules of /static/ and then reach a backend that resolves
+// it to /admin/. The path sent upstream stays the one the client sent.
+// The normalised path is returned too (appended to scratch when it
+// differs from raw): static locations serve it.
+func (s *server) locate(scratch, raw []byte) ([]byte, *location, int, error) {
+	path, err := handshake.NormalizePath(scratch, raw)
+	if err != nil {
+		return nil, nil, handshake.StatusOf(err), err
+	}
+	loc := s.locationFor(path)
+	if loc == nil {
+		return path, nil, 404, errNoLocation
+	}
+	return path, loc, 0, nil
 }

@@ -300,12 +300,19 @@ func (g *goFront) serveTLS(ln *listener, st *certStore, raw net.Conn) {
 			return
 		}
 	}
-	srv, loc, status, err := ln.route(req)
+	srv, loc, plain, status, err := ln.route(req)
 	if err != nil {
 		g.refuse(conn, cc, srv, req, status, err)
 		return
 	}
-	if r, ok := g.e.admit(cc, srv, loc, req); !ok {
+	if plain {
+		_ = raw.SetDeadline(time.Time{})
+		hc := &httpConn{Conn: conn, rest: buf[:n], remote: cc.remote, fin: fin}
+		proxied = true // servePlain calls fin, or the tunnel it hands over to does
+		g.servePlain(ln, hc)
+		return
+	}
+	if r, ok := g.e.admit(cc, srv, loc, req, false); !ok {
 		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 		g.e.refuseWith(conn, cc, srv, req, r)
 		return
@@ -337,15 +344,9 @@ func (g *goFront) refuse(conn net.Conn, cc *clientConn, srv *server, req *handsh
 // duplicate is taken and gnet's copy closed in this OnTraffic.
 func (f *front) handOffGo(c gnet.Conn, cc *clientConn, srv *server, loc *location, req *handshake.Request, buf []byte) gnet.Action {
 	g := f.e.goFront
-	fd, err := c.Dup()
+	conn, err := dupConn(c)
 	if err != nil {
-		return f.refuse(c, cc, srv, req, 503, fmt.Errorf("dup client socket: %w", err))
-	}
-	file := os.NewFile(uintptr(fd), "client")
-	conn, err := net.FileConn(file) // dups again: file's fd is ours to close
-	_ = file.Close()
-	if err != nil {
-		return f.refuse(c, cc, srv, req, 503, fmt.Errorf("client socket: %w", err))
+		return f.refuse(c, cc, srv, req, 503, err)
 	}
 	if !g.track(conn) {
 		_ = conn.Close()
@@ -371,6 +372,22 @@ func (f *front) handOffGo(c gnet.Conn, cc *clientConn, srv *server, loc *locatio
 }
 
 var errStopping = errors.New("the proxy is shutting down")
+
+// dupConn duplicates a gnet conn's socket as a Go net.Conn; gnet's copy is
+// the caller's to close (by returning gnet.Close).
+func dupConn(c gnet.Conn) (net.Conn, error) {
+	fd, err := c.Dup()
+	if err != nil {
+		return nil, fmt.Errorf("dup client socket: %w", err)
+	}
+	file := os.NewFile(uintptr(fd), "client")
+	conn, err := net.FileConn(file) // dups again: file's fd is ours to close
+	_ = file.Close()
+	if err != nil {
+		return nil, fmt.Errorf("client socket: %w", err)
+	}
+	return conn, nil
+}
 
 // certStore holds one TLS listener's certificates. The index is swapped
 // whole on reload, so a handshake sees either the old set or the new one.

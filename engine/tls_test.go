@@ -609,7 +609,7 @@ func TestTLSHeadLimits(t *testing.T) {
 	}{
 		{"too large", upgradeHead + "X-Big: " + strings.Repeat("a", 9000) + "\r\n\r\n", 431},
 		{"no location", strings.Replace(upgradeHead, "/ws/chat", "/nope", 1) + "\r\n", 404},
-		{"not an upgrade", "GET /ws/ HTTP/1.1\r\nHost: a.test\r\n\r\n", 426},
+		{"bad upgrade", strings.Replace(upgradeHead, "Version: 13", "Version: 8", 1) + "\r\n", 426},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := tls.Dial("tcp", s.p.addr, &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"})

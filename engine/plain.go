@@ -1,0 +1,435 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-proxy/sluice/configs"
+	"github.com/sluice-proxy/sluice/handshake"
+	"github.com/sluice-proxy/sluice/splice"
+)
+
+// Plain HTTP: every connection whose first request is not a WebSocket
+// upgrade leaves its front (gnet, or the TLS goroutine path) for fasthttp,
+// on the goroutine path: plain requests are short and bodies must stream,
+// which fasthttp does well and gnet (unbounded inbound buffers) does not.
+// The hand-off carries the bytes the front already read, so fasthttp
+// parses the first request again from the start.
+//
+// Every request fasthttp parses is judged again by package handshake,
+// with the same parser and limits as the first head on the upgrade path:
+// fasthttp by itself accepts obs-fold and Content-Length beside
+// Transfer-Encoding, which is how requests get smuggled past a proxy.
+// Then it is routed (server by Host, location by normalised path),
+// admitted (allow/deny, limit_req; not limit_conn or Origin, which are
+// about tunnels) and served from files (static.go) or proxied through a
+// keep-alive pool per backend. An upgrade that arrives later on a
+// keep-alive connection is hijacked from fasthttp and becomes a verified
+// tunnel like any other: spliced for a plaintext client, relayed by
+// goroutines for a TLS one.
+
+// Timeouts of the client side of plain HTTP, nginx's defaults. A request
+// head must arrive within the server's client_header_timeout; these apply
+// around it.
+const (
+	keepaliveTimeout = 75 * time.Second // idle wait for the next request (nginx keepalive_timeout)
+	bodyReadTimeout  = 60 * time.Second // between two reads of a request body (nginx client_body_timeout)
+	plainSendTimeout = 60 * time.Second // between two writes to the client (nginx send_timeout)
+)
+
+// plainServer serves the plain HTTP connections of one listener.
+type plainServer struct {
+	e     *Engine
+	ln    *listener
+	srv   *fasthttp.Server
+	tls   bool
+	heads sync.Pool // *plainScratch
+
+	mu      sync.Mutex
+	clients map[clientKey]*fasthttp.HostClient
+}
+
+// plainScratch is one request's rebuilt head and its parse.
+type plainScratch struct {
+	head []byte
+	req  handshake.Request
+	path [256]byte
+	xff  []byte
+}
+
+type clientKey struct {
+	loc  *location
+	addr netip.AddrPort
+}
+
+func newPlainServer(e *Engine, ln *listener, tls bool) *plainServer {
+	p := &plainServer{e: e, ln: ln, tls: tls, clients: map[clientKey]*fasthttp.HostClient{}}
+	p.srv = &fasthttp.Server{
+		Handler:      p.handle,
+		ErrorHandler: p.parseError,
+		Name:         "sluice",
+		// A head that fits max_header_bytes must fit fasthttp's buffer;
+		// a larger one fails there with ErrSmallBuffer (431), as it would
+		// in handshake.ParseRequest.
+		ReadBufferSize:  max(ln.maxHead, 4096),
+		WriteBufferSize: 16 << 10,
+		ReadTimeout:     ln.headerTimeout,
+		IdleTimeout:     keepaliveTimeout,
+		// Bodies stream: a 1 GiB upload passes through a bounded buffer.
+		StreamRequestBody: true,
+		// Names and paths exactly as sent: handshake judges them, and the
+		// upstream gets them byte for byte.
+		DisableHeaderNamesNormalizing: true,
+		DisablePreParseMultipartForm:  true,
+		NoDefaultContentType:          true,
+		// The connection of an upgrade is ours after Hijack (tunnelFrom).
+		KeepHijackedConns: true,
+		ReduceMemoryUsage: true,
+		Logger:            fasthttpLogger{e.log},
+	}
+	return p
+}
+
+// fasthttpLogger sends fasthttp's own messages (a client that went away
+// mid-request) to the debug log: they are the client's business.
+type fasthttpLogger struct{ l *zap.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	if ce := f.l.Check(zap.DebugLevel, "http"); ce != nil {
+		ce.Write(zap.String("detail", fmt.Sprintf(format, args...)))
+	}
+}
+
+// httpConn is a client connection handed to fasthttp. It serves the bytes
+// the front already read first, and bounds each read of a request body and
+// each write with nginx's per-operation timeouts (fasthttp's own would
+// bound a whole body, cutting off a long upload or download).
+type httpConn struct {
+	net.Conn
+	rest     []byte
+	remote   netip.AddrPort // the client (after a trusted PROXY header)
+	inBody   bool           // a handler is streaming the request body
+	hijacked bool           // a tunnel took the connection over
+	fin      func()         // releases the connection (goFront accounting)
+}
+
+func (c *httpConn) Read(b []byte) (int, error) {
+	if len(c.rest) > 0 {
+		n := copy(b, c.rest)
+		c.rest = c.rest[n:]
+		if len(c.rest) == 0 {
+			c.rest = nil
+		}
+		return n, nil
+	}
+	if c.inBody {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *httpConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(plainSendTimeout))
+	return c.Conn.Write(b)
+}
+
+// servePlain serves conn with fasthttp on the calling goroutine until the
+// client leaves, then calls fin; unless an upgrade hijacked the
+// connection, whose tunnel then calls fin when it ends.
+func (g *goFront) servePlain(ln *listener, hc *httpConn) {
+	_ = ln.http.srv.ServeConn(hc)
+	if !hc.hijacked {
+		hc.fin()
+	}
+}
+
+// handOffPlain moves a connection whose first request is not a WebSocket
+// upgrade from gnet to fasthttp. As in handOff, the duplicate is taken and
+// gnet's copy closed in this same OnTraffic, so gnet reads nothing more;
+// everything it already read travels along.
+func (f *front) handOffPlain(c gnet.Conn, cc *clientConn, buf []byte) gnet.Action {
+	g := f.e.goFront
+	conn, err := dupConn(c)
+	if err != nil {
+		return f.refuse(c, cc, nil, nil, 503, err)
+	}
+	if !g.track(conn) {
+		_ = conn.Close()
+		return f.refuse(c, cc, nil, nil, 503, errStopping)
+	}
+	hc := &httpConn{Conn: conn, rest: append([]byte(nil), buf...), remote: cc.remote}
+	hc.fin = func() {
+		g.untrack(conn)
+		g.live.Add(-1)
+		g.wg.Done()
+	}
+	cc.handedOff = true
+	_, _ = c.Discard(-1)
+	g.wg.Add(1)
+	g.live.Add(1)
+	go g.servePlain(cc.ln, hc)
+	return gnet.Close
+}
+
+// handle is fasthttp's handler for every request of a plain connection.
+func (p *plainServer) handle(ctx *fasthttp.RequestCtx) {
+	hc, _ := ctx.Conn().(*httpConn)
+	if hc == nil { // cannot happen: every conn served is one
+		httpError(ctx, 500, errors.New("connection of unknown origin"))
+		ctx.SetConnectionClose()
+		return
+	}
+	start := time.Now()
+	sc := p.scratch()
+	defer p.heads.Put(sc)
+	cc := &clientConn{ln: p.ln, opened: start.UnixNano(), remote: hc.remote}
+
+	// The head as sent: fasthttp keeps the raw header block (names not
+	// normalised, final CRLF included) but not the request line.
+	h := &ctx.Request.Header
+	sc.head = append(sc.head[:0], h.Method()...)
+	sc.head = append(sc.head, ' ')
+	sc.head = append(sc.head, h.RequestURI()...)
+	sc.head = append(sc.head, ' ')
+	sc.head = append(sc.head, h.Protocol()...)
+	sc.head = append(sc.head, "\r\n"...)
+	sc.head = append(sc.head, h.RawHeaders()...)
+	req := &sc.req
+	if err := handshake.ParseRequest(sc.head, len(sc.head)+1, req); err != nil {
+		p.reject(ctx, cc, nil, nil, handshake.StatusOf(err), err)
+		return
+	}
+	if err := handshake.CheckPlain(req); err != nil {
+		p.reject(ctx, cc, nil, req, handshake.StatusOf(err), err)
+		return
+	}
+	srv := p.ln.serverFor(req.Host)
+	if req.HeadLen > srv.maxHead {
+		p.reject(ctx, cc, srv, req, handshake.StatusOf(handshake.ErrHeadTooLarge), handshake.ErrHeadTooLarge)
+		return
+	}
+	uerr := handshake.CheckUpgrade(req)
+	if uerr != nil && !errors.Is(uerr, handshake.ErrNotUpgrade) && !errors.Is(uerr, handshake.ErrUpgradeNotWebSocket) {
+		p.reject(ctx, cc, srv, req, handshake.StatusOf(uerr), uerr)
+		return
+	}
+	path, loc, status, err := srv.locate(sc.path[:0], req.Path)
+	if err != nil {
+		p.refuse(ctx, cc, srv, req, refusal{status: status, err: err})
+		return
+	}
+	if uerr == nil && !loc.isStatic() {
+		p.upgrade(ctx, hc, cc, srv, loc, req)
+		return
+	}
+	if r, ok := p.e.admit(cc, srv, loc, req, true); !ok {
+		p.refuse(ctx, cc, srv, req, r)
+		return
+	}
+	upstreamName := "-"
+	if loc.isStatic() {
+		if loc.files == nil {
+			httpError(ctx, 404, errNoRoot)
+		} else {
+			loc.files.serve(ctx, path)
+		}
+	} else {
+		upstreamName = p.proxy(ctx, hc, cc, loc, req, sc)
+	}
+	p.e.access.request(cc, srv, req, upstreamName, ctx.Response.StatusCode(), time.Since(start),
+		max(ctx.Request.Header.ContentLength(), 0), max(ctx.Response.Header.ContentLength(), 0))
+}
+
+var errNoRoot = errors.New("the location's root directory is missing")
+
+func (p *plainServer) scratch() *plainScratch {
+	if sc, ok := p.heads.Get().(*plainScratch); ok {
+		return sc
+	}
+	return &plainScratch{head: make([]byte, 0, 1024)}
+}
+
+// reject answers a request whose head is broken: the connection closes,
+// since where its body ends is not known.
+func (p *plainServer) reject(ctx *fasthttp.RequestCtx, cc *clientConn, srv *server, req *handshake.Request, status int, err error) {
+	ctx.SetConnectionClose()
+	p.refuse(ctx, cc, srv, req, refusal{status: status, err: err})
+}
+
+// refuse answers a refusal (an admission rule's, or a routing error's) as
+// the upgrade path does: the status, the rule's sentinel as the body,
+// Retry-After for limit_req, the access-log line and the counters.
+func (p *plainServer) refuse(ctx *fasthttp.RequestCtx, cc *clientConn, srv *server, req *handshake.Request, r refusal) {
+	if r.status == 0 {
+		r.status = handshake.StatusOf(r.err)
+	}
+	httpError(ctx, r.status, r.err)
+	if r.retryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(r.retryAfter))
+	}
+	p.e.stats.refused.Add(1)
+	if r.rule != "" {
+		p.e.guards.count(r.rule)
+	}
+	p.e.access.refusedBy(cc, srv, req, r.status, r.err, r.rule)
+}
+
+// parseError answers what fasthttp could not parse at all.
+func (p *plainServer) parseError(ctx *fasthttp.RequestCtx, err error) {
+	var ne net.Error
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		httpError(ctx, 431, handshake.ErrHeadTooLarge)
+	case errors.As(err, &ne) && ne.Timeout():
+		httpError(ctx, 408, errHeaderTimeout)
+	default:
+		httpError(ctx, 400, handshake.ErrMalformed)
+	}
+	ctx.SetConnectionClose()
+	p.e.stats.refused.Add(1)
+}
+
+// upgrade turns a WebSocket upgrade that arrived on a keep-alive plain
+// connection into a tunnel: admitted like a first request, then hijacked
+// from fasthttp without a response; tunnelFrom does the rest.
+func (p *plainServer) upgrade(ctx *fasthttp.RequestCtx, hc *httpConn, cc *clientConn, srv *server, loc *location, req *handshake.Request) {
+	if r, ok := p.e.admit(cc, srv, loc, req, false); !ok {
+		ctx.SetConnectionClose()
+		cc.slot.release()
+		p.refuse(ctx, cc, srv, req, r)
+		return
+	}
+	t := p.e.newTunnel(cc, srv, loc, req)
+	proto := "http"
+	if p.tls {
+		proto = "https"
+	}
+	upReq := handshake.AppendUpstreamRequest(make([]byte, 0, req.HeadLen+192), req, &handshake.Forward{
+		ClientAddr: t.clientIP(),
+		Proto:      proto,
+		Host:       loc.host,
+	})
+	hc.hijacked = true
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) { p.e.goFront.tunnelFrom(c, hc, t, loc, upReq, p.tls) })
+}
+
+// tunnelFrom runs on fasthttp's hijack goroutine, after the server loop
+// has let go of the connection. Bytes fasthttp read past the upgrade head
+// (a client should send none before the 101) are drained from its buffer
+// and travel as held bytes; what is still in the kernel stays there for
+// the relay. A plaintext client's socket is then duplicated for splice,
+// exactly like a first-request upgrade; a TLS one (or a TLS upstream)
+// stays on the goroutine path.
+func (g *goFront) tunnelFrom(c net.Conn, hc *httpConn, t *tunnel, loc *location, upReq []byte, tlsClient bool) {
+	held := drainBuffered(c, hc)
+	if tlsClient || g.tlsUpstream(loc) != nil {
+		g.proxy(hc, t, loc, upReq, held, hc.fin)
+		return
+	}
+	fd, err := dupFD(hc.Conn)
+	hc.fin() // closes the Go side; the duplicate keeps the socket
+	if err == nil {
+		job := spliceJob(fd, held, upReq, loc, t)
+		if err = g.e.pool.Submit(job); err != nil {
+			_ = unix.Close(fd)
+		}
+	}
+	if err != nil {
+		g.e.log.Warn("keep-alive upgrade not tunnelled", zapErr(err))
+		t.Done(&splice.Report{Start: time.Now(), End: time.Now(), Reason: splice.Shutdown, Err: err})
+	}
+}
+
+// drainBuffered reads what c (fasthttp's hijacked conn, a buffered reader
+// over hc) holds without blocking: a read deadline in the past makes the
+// first read that would reach the socket fail at once.
+func drainBuffered(c net.Conn, hc *httpConn) []byte {
+	var held []byte
+	_ = hc.Conn.SetReadDeadline(time.Unix(1, 0))
+	var b [4096]byte
+	for range 64 { // fasthttp's buffer is at most max_header_bytes
+		n, err := c.Read(b[:])
+		held = append(held, b[:n]...)
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	_ = hc.Conn.SetReadDeadline(time.Time{})
+	return held
+}
+
+// dupFD duplicates the socket under a Go net.Conn (close-on-exec): the
+// duplicate outlives the conn's Close, which deletes Go's own epoll
+// registration before closing its fd.
+func dupFD(c net.Conn) (int, error) {
+	sc, ok := c.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
+	if !ok {
+		return -1, errors.New("client connection has no socket")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	cerr := raw.Control(func(s uintptr) {
+		fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	if err != nil {
+		return -1, fmt.Errorf("dup client socket: %w", err)
+	}
+	return fd, nil
+}
+
+// spliceJob is the splice job of a verified-upgrade candidate: the
+// client's fd, what it sent past its head, and the rewritten request.
+func spliceJob(fd int, held, upReq []byte, loc *location, t *tunnel) *splice.Job {
+	return &splice.Job{
+		ClientFD:         fd,
+		Held:             held,
+		Request:          upReq,
+		ConnectTimeout:   time.Duration(loc.cfg.ConnectTimeout),
+		HandshakeTimeout: time.Duration(loc.cfg.HandshakeTimeout),
+		ReadTimeout:      time.Duration(loc.cfg.ReadTimeout),
+		SendTimeout:      time.Duration(loc.cfg.SendTimeout),
+		BufferSize:       int(loc.cfg.BufferSize),
+		MaxReplyHead:     maxReplyHead,
+		Handler:          t,
+	}
+}
+
+// staticLocation builds a root location. A root that cannot be opened is
+// logged and answered 404 (nginx starts too, and logs each miss), so that
+// the embedded default runs anywhere.
+func staticLocation(cfg *configs.Config, lc *configs.Location, log *zap.Logger) *location {
+	loc := &location{cfg: lc, path: []byte(lc.Path)}
+	root := cfg.ResolvePath(lc.Root)
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	files, err := newStatic(staticConfig{Root: root, Index: lc.Index, TryFiles: lc.TryFiles, Compress: lc.CompressOn()})
+	if err != nil {
+		log.Warn("static root unavailable: its location answers 404", zap.String("location", lc.Path), zap.String("root", root), zapErr(err))
+		return loc
+	}
+	loc.files = files
+	return loc
+}

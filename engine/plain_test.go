@@ -1,0 +1,513 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// httpBackend is a real net/http server for the plain HTTP tests: it
+// records what reaches it and serves a few behaviours by path.
+type httpBackend struct {
+	addr string
+	srv  *http.Server
+
+	mu    sync.Mutex
+	seen  []*http.Request // clones, bodies drained
+	count atomic.Int64
+}
+
+func startHTTPBackend(t testing.TB) *httpBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &httpBackend{addr: ln.Addr().String()}
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	b.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.count.Add(1)
+		if websocket.IsWebSocketUpgrade(r) {
+			c, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			for {
+				mt, msg, err := c.ReadMessage()
+				if err != nil || c.WriteMessage(mt, msg) != nil {
+					return
+				}
+			}
+		}
+		// Count the body as it streams: never hold it.
+		n, _ := io.Copy(io.Discard, r.Body)
+		rc := r.Clone(r.Context())
+		rc.ContentLength = n
+		b.mu.Lock()
+		b.seen = append(b.seen, rc)
+		b.mu.Unlock()
+		switch {
+		case r.URL.Path == "/api/slow":
+			time.Sleep(2 * time.Second)
+		case r.URL.Path == "/api/hop":
+			w.Header().Set("Keep-Alive", "timeout=5")
+			w.Header().Set("Upgrade", "h2c")
+			w.Header().Set("X-End", "kept")
+		case r.URL.Path == "/api/download":
+			size, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+			chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+			for size > 0 {
+				k := min(size, int64(len(chunk)))
+				if _, err := w.Write(chunk[:k]); err != nil {
+					return
+				}
+				size -= k
+			}
+			return
+		}
+		fmt.Fprintf(w, "%s %s body=%d\n", r.Method, r.URL.RequestURI(), n)
+	})}
+	go func() { _ = b.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = b.srv.Close() })
+	return b
+}
+
+func (b *httpBackend) last(t testing.TB) *http.Request {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.seen) == 0 {
+		t.Fatal("backend saw no plain request")
+	}
+	return b.seen[len(b.seen)-1]
+}
+
+func plainConfig(backend, extra string) string {
+	return fmt.Sprintf(`
+[log]
+access_log = "off"
+[[server]]
+listen = ["{{listen}}"]
+client_header_timeout = "2s"
+  [[server.location]]
+  path = "/"
+  proxy_pass = %q
+  connect_timeout = "1s"
+  handshake_timeout = "1s"
+  read_timeout = "500ms"
+%s`, backend, extra)
+}
+
+// exchange writes req on c and reads one response (body included).
+func exchange(t *testing.T, c net.Conn, r *bufio.Reader, req string) (*http.Response, string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("reading the answer to %q: %v", req, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("body: %v", err)
+	}
+	return resp, string(body)
+}
+
+func dialProxy(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, bufio.NewReader(c)
+}
+
+// TestPlainForwarding: a plain request is proxied with the tunnel path's
+// forwarding headers, and nothing hop-by-hop (least of all an Upgrade)
+// crosses in either direction.
+func TestPlainForwarding(t *testing.T) {
+	be := startHTTPBackend(t)
+	p := startProxy(t, plainConfig(be.addr, ""))
+	c, r := dialProxy(t, p.addr)
+	resp, body := exchange(t, c, r, "GET /api/hop?q=1 HTTP/1.1\r\nHost: site.test\r\n"+
+		"Connection: keep-alive, X-Secret, Upgrade\r\nUpgrade: h2c\r\nX-Secret: s\r\nKeep-Alive: 300\r\n"+
+		"Proxy-Authorization: Basic eA==\r\nX-Forwarded-For: 10.9.9.9\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n"+
+		"X-End-To-End: yes\r\n\r\n")
+	if resp.StatusCode != 200 || body != "GET /api/hop?q=1 body=0\n" {
+		t.Fatalf("answer %d %q", resp.StatusCode, body)
+	}
+	got := be.last(t)
+	for _, h := range []string{"Upgrade", "X-Secret", "Keep-Alive", "Proxy-Authorization"} {
+		if v := got.Header.Get(h); v != "" {
+			t.Errorf("backend got %s: %q", h, v)
+		}
+	}
+	if v := got.Header.Get("Connection"); strings.Contains(strings.ToLower(v), "upgrade") {
+		t.Errorf("backend got Connection: %q", v)
+	}
+	want := map[string]string{
+		"X-Real-Ip":         "127.0.0.1",
+		"X-Forwarded-For":   "10.9.9.9, 127.0.0.1",
+		"X-Forwarded-Proto": "http",
+		"X-End-To-End":      "yes",
+	}
+	for h, v := range want {
+		if g := got.Header.Get(h); g != v {
+			t.Errorf("backend got %s: %q, want %q", h, g, v)
+		}
+	}
+	if got.Host != "site.test" {
+		t.Errorf("backend got Host %q", got.Host)
+	}
+	for _, h := range []string{"Keep-Alive", "Upgrade"} {
+		if v := resp.Header.Get(h); v != "" {
+			t.Errorf("client got %s: %q from the backend", h, v)
+		}
+	}
+	if resp.Header.Get("X-End") != "kept" {
+		t.Errorf("end-to-end response header lost: %v", resp.Header)
+	}
+}
+
+// TestPlainThenUpgradeOnOneConnection: the hand-off loses no byte (two
+// pipelined requests in one write are both answered), and an upgrade that
+// follows on the same keep-alive connection becomes a verified tunnel.
+func TestPlainThenUpgradeOnOneConnection(t *testing.T) {
+	be := startHTTPBackend(t)
+	p := startProxy(t, plainConfig(be.addr, ""))
+	once := func() {
+		c, r := dialProxy(t, p.addr)
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"GET /a body=0\n", "POST /b body=3\n"} {
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != want {
+				t.Fatalf("pipelined answer %q, want %q", body, want)
+			}
+		}
+		key := "dGhlIHNhbXBsZSBub25jZQ=="
+		_, _ = c.Write([]byte("GET /ws/x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Accept") != acceptFor(key) {
+			t.Fatalf("upgrade answered %d %v", resp.StatusCode, resp.Header)
+		}
+		// A masked text frame "hi", echoed back unmasked.
+		frame := []byte{0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2}
+		if _, err := c.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		echo := make([]byte, 4)
+		if _, err := io.ReadFull(r, echo); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(echo, []byte{0x81, 2, 'h', 'i'}) {
+			t.Fatalf("echo % x", echo)
+		}
+		if n := p.e.Tunnels(); n != 1 {
+			t.Fatalf("%d tunnels, want 1", n)
+		}
+		// Still relaying a moment later: nothing of the plain path closes it.
+		time.Sleep(100 * time.Millisecond)
+		if _, err := c.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(r, echo); err != nil {
+			t.Fatalf("second echo: %v", err)
+		}
+		c.Close()
+	}
+	settle := func() {
+		waitFor(t, "tunnel to end", func() bool { return p.e.Tunnels() == 0 && p.e.Pending() == 0 })
+		for _, ln := range p.e.router.listeners {
+			ln.http.closeIdle() // the backend pool's keep-alive connection is not a leak
+		}
+	}
+	// The first round creates what the loops create once (Go's poller,
+	// relay pipes); the second must leave nothing behind.
+	once()
+	settle()
+	time.Sleep(100 * time.Millisecond)
+	base := openFDs(t)
+	once()
+	settle()
+	expectFDs(t, base)
+}
+
+// TestSmuggling sends requests whose framing two parsers could read
+// differently: each is answered 400, and the backend never sees it, both
+// as a connection's first request (judged before the hand-off) and as a
+// later one on a keep-alive connection (judged in fasthttp's handler).
+func TestSmuggling(t *testing.T) {
+	be := startHTTPBackend(t)
+	p := startProxy(t, plainConfig(be.addr, ""))
+	const line = "POST /api/x HTTP/1.1\r\nHost: x\r\n"
+	cases := []struct {
+		name, req string
+		first     bool // only as a first request (see below)
+	}{
+		{"CL and TE", line + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false},
+		{"TE and CL", line + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", false},
+		{"two lengths", line + "Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", false},
+		{"length list", line + "Content-Length: 3, 3\r\n\r\nabc", false},
+		{"signed length", line + "Content-Length: +3\r\n\r\nabc", false},
+		{"TE gzip", line + "Transfer-Encoding: gzip\r\n\r\n", false},
+		{"TE gzip, chunked", line + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", false},
+		{"TE twice", line + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false},
+		{"TE identity", line + "Transfer-Encoding: identity\r\n\r\n", false},
+		{"space before colon", line + "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", false},
+		{"obs-fold", line + "X-A: a\r\n b\r\nContent-Length: 0\r\n\r\n", false},
+		{"CR in value", line + "X-A: a\rb\r\nContent-Length: 0\r\n\r\n", false},
+		{"NUL in value", line + "X-A: a\x00b\r\nContent-Length: 0\r\n\r\n", false},
+		// fasthttp reads a bare-LF head only once the connection ends, so on
+		// a keep-alive connection it never reaches a handler: the client
+		// waits for client_header_timeout (408) and nothing is forwarded.
+		// The first request is judged by sluice's own parser: 400 at once.
+		{"bare LF", "POST /api/x HTTP/1.1\nHost: x\nContent-Length: 0\n\n", true},
+		{"bare LF in one line", line + "Content-Length: 0\n\r\n", true},
+	}
+	for _, tc := range cases {
+		for _, second := range []bool{false, true} {
+			if second && tc.first {
+				continue
+			}
+			name := tc.name
+			if second {
+				name += "/keep-alive"
+			}
+			t.Run(name, func(t *testing.T) {
+				before := be.count.Load()
+				req := tc.req
+				if second {
+					req = "GET /api/ok HTTP/1.1\r\nHost: x\r\n\r\n" + req
+				}
+				resp := rawExchange(t, p.addr, req, 3*time.Second)
+				if second {
+					if statusOf(resp) != 200 {
+						t.Fatalf("first request not served:\n%s", resp)
+					}
+					if i := strings.Index(resp, "HTTP/1.1 400"); i < 0 {
+						t.Fatalf("no 400 for the second request:\n%s", resp)
+					}
+				} else if statusOf(resp) != 400 {
+					t.Fatalf("status %d, want 400:\n%s", statusOf(resp), resp)
+				}
+				want := before
+				if second {
+					want++
+				}
+				if got := be.count.Load(); got != want {
+					t.Fatalf("backend saw %d requests, want %d", got-before, want-before)
+				}
+			})
+		}
+	}
+}
+
+// TestPlainTimeoutsAndFailures: a backend that does not answer within
+// read_timeout gives 504, one that refuses gives 502, both with the tunnel
+// path's body shape; a failed connect moves to the next server.
+func TestPlainTimeoutsAndFailures(t *testing.T) {
+	be := startHTTPBackend(t)
+	dead := freeAddr(t)
+	p := startProxy(t, plainConfig(be.addr, `
+  [[server.location]]
+  path = "/dead/"
+  proxy_pass = "`+dead+`"
+  connect_timeout = "1s"
+  [[server.location]]
+  path = "/next/"
+  proxy_pass = "`+dead+`,`+be.addr+`"
+`))
+	c, r := dialProxy(t, p.addr)
+	start := time.Now()
+	resp, body := exchange(t, c, r, "GET /api/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 504 || body != "504 Gateway Timeout: upstream did not answer in time\n" {
+		t.Fatalf("slow backend: %d %q", resp.StatusCode, body)
+	}
+	if d := time.Since(start); d > 1900*time.Millisecond {
+		t.Fatalf("504 took %v with read_timeout 500ms", d)
+	}
+	c2, r2 := dialProxy(t, p.addr)
+	resp, body = exchange(t, c2, r2, "GET /dead/x HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 502 || !strings.HasPrefix(body, "502 Bad Gateway: ") {
+		t.Fatalf("refusing backend: %d %q", resp.StatusCode, body)
+	}
+	// The group keeps its round-robin position across requests; within two
+	// requests one starts at the dead server and must land on the live one.
+	for i := 0; i < 2; i++ {
+		resp, body = exchange(t, c2, r2, "GET /next/"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp.StatusCode != 200 || body != "GET /next/"+strconv.Itoa(i)+" body=0\n" {
+			t.Fatalf("next upstream: %d %q", resp.StatusCode, body)
+		}
+	}
+}
+
+// TestPlainBodiesStream: a large upload and a large download pass through
+// sluice without sitting in its memory: the heap of this process (sluice,
+// backend and client together) stays far below the body size.
+func TestPlainBodiesStream(t *testing.T) {
+	size := int64(1 << 30)
+	if raceEnabled {
+		size = 128 << 20 // the race detector makes every byte slow
+	}
+	be := startHTTPBackend(t)
+	p := startProxy(t, plainConfig(be.addr, ""))
+	// The base is taken after a collection, and only then does sampling
+	// start: garbage an earlier test left must not count as a peak here.
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	limit := base + 64<<20
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+
+	c, r := dialProxy(t, p.addr)
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	go func() {
+		head := "POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.FormatInt(size, 10) + "\r\n\r\n"
+		_, _ = c.Write([]byte(head))
+		chunk := bytes.Repeat([]byte{'u'}, 256<<10)
+		for left := size; left > 0; left -= int64(len(chunk)) {
+			if _, err := c.Write(chunk[:min(left, int64(len(chunk)))]); err != nil {
+				return
+			}
+		}
+	}()
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if want := "POST /api/upload body=" + strconv.FormatInt(size, 10) + "\n"; string(body) != want {
+		t.Fatalf("upload answer %q, want %q", body, want)
+	}
+	if peak.Load() > limit {
+		t.Fatalf("heap in use peaked at %d MiB during a %d MiB upload (base %d MiB)", peak.Load()>>20, size>>20, base>>20)
+	}
+
+	_, _ = c.Write([]byte("GET /api/download?n=" + strconv.FormatInt(size, 10) + " HTTP/1.1\r\nHost: x\r\n\r\n"))
+	resp, err = http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n != size {
+		t.Fatalf("download: %d bytes of %d, %v", n, size, err)
+	}
+	if peak.Load() > limit {
+		t.Fatalf("heap in use peaked at %d MiB during a %d MiB download (base %d MiB)", peak.Load()>>20, size>>20, base>>20)
+	}
+	t.Logf("%d MiB each way; heap in use peaked %d MiB above its base", size>>20, (peak.Load()-base)>>20)
+}
+
+// TestPlainAdmission: allow/deny and limit_req apply to plain requests,
+// with the same statuses and Retry-After as on the upgrade path.
+func TestPlainAdmission(t *testing.T) {
+	be := startHTTPBackend(t)
+	p := startProxy(t, plainConfig(be.addr, `
+  limit_req = { rate = "1r/m", burst = 2 }
+  [[server.location]]
+  path = "/private/"
+  proxy_pass = "`+be.addr+`"
+  deny = ["127.0.0.0/8"]
+`))
+	c, r := dialProxy(t, p.addr)
+	resp, _ := exchange(t, c, r, "GET /private/x HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 403 {
+		t.Fatalf("denied address: %d", resp.StatusCode)
+	}
+	codes := []int{}
+	for i := 0; i < 4; i++ {
+		resp, _ = exchange(t, c, r, "GET /api/x HTTP/1.1\r\nHost: x\r\n\r\n")
+		codes = append(codes, resp.StatusCode)
+	}
+	if fmt.Sprint(codes) != "[200 200 200 429]" {
+		t.Fatalf("limit_req burst 2: %v", codes)
+	}
+	if resp.Header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	if got := p.e.Refusals()[RuleLimitReq]; got != 1 {
+		t.Fatalf("limit_req refusals %d, want 1", got)
+	}
+}
+
+// TestPlainOverTLS: a plain request on a TLS listener is proxied with
+// X-Forwarded-Proto https.
+func TestPlainOverTLS(t *testing.T) {
+	be := startHTTPBackend(t)
+	ca := newCA(t)
+	dir := t.TempDir()
+	cert, key, _ := ca.leaf(t, dir, "a", "a.test")
+	p := startProxy(t, fmt.Sprintf(`
+[log]
+access_log = "off"
+[[server]]
+listen = ["{{listen}}"]
+  [server.tls]
+  certificates = [{ cert = %q, key = %q }]
+  [[server.location]]
+  path = "/"
+  proxy_pass = %q
+`, cert, key, be.addr))
+	c, err := tls.Dial("tcp", p.addr, &tls.Config{RootCAs: ca.pool, ServerName: "a.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, body := exchange(t, c, bufio.NewReader(c), "GET /api/tls HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	if resp.StatusCode != 200 || body != "GET /api/tls body=0\n" {
+		t.Fatalf("answer %d %q", resp.StatusCode, body)
+	}
+	if v := be.last(t).Header.Get("X-Forwarded-Proto"); v != "https" {
+		t.Fatalf("X-Forwarded-Proto %q", v)
+	}
+}

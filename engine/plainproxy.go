@@ -1,0 +1,260 @@
+package engine
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-proxy/sluice/handshake"
+	"github.com/sluice-proxy/sluice/upstream"
+)
+
+// Plain HTTP proxying: one fasthttp.HostClient per (location, backend
+// address), each a keep-alive pool, so a backend's connections are reused
+// across clients. Request and response bodies stream through fasthttp's
+// buffers; neither ever sits whole in memory.
+
+// dialError marks a failure to connect: nothing of the request was sent,
+// so the next backend may be tried (nginx's proxy_next_upstream error
+// timeout, for any method: the body has not been read yet).
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "connect: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+var (
+	errPlainTimeout  = errors.New("upstream did not answer in time")
+	errPlainFailed   = errors.New("upstream connection failed")
+	errPlainSwitched = errors.New("upstream switched protocols on a request that asked for none")
+)
+
+// hostClient returns the keep-alive pool of loc's backend at addr.
+func (p *plainServer) hostClient(loc *location, addr netip.AddrPort) *fasthttp.HostClient {
+	k := clientKey{loc, addr}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.clients[k]; c != nil {
+		return c
+	}
+	lc := loc.cfg
+	connectTimeout, readTimeout, sendTimeout := lc.ConnectTimeout.D(), lc.ReadTimeout.D(), lc.SendTimeout.D()
+	c := &fasthttp.HostClient{
+		Addr: addr.String(),
+		Dial: func(a string) (net.Conn, error) {
+			conn, err := net.DialTimeout("tcp", a, connectTimeout)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			return &idleConn{Conn: conn, read: readTimeout, send: sendTimeout}, nil
+		},
+		// Enough that a busy backend never meets fasthttp's own
+		// ErrNoFreeConns; max_conns is the operator's cap, applied by the
+		// group before a request gets here.
+		MaxConns:            1 << 16,
+		MaxIdleConnDuration: 60 * time.Second,
+		// read_timeout and send_timeout are nginx's: between two reads,
+		// between two writes (idleConn). fasthttp's own would bound the
+		// whole answer, cutting off a long download.
+		ReadBufferSize:     int(lc.BufferSize),
+		WriteBufferSize:    int(lc.BufferSize),
+		StreamResponseBody: true,
+		// Retries are decided here, by the group, not inside fasthttp.
+		MaxIdemponentCallAttempts:     1,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		NoDefaultUserAgentHeader:      true,
+	}
+	if tc := p.e.goFront.tlsUpstream(loc); tc != nil {
+		c.IsTLS = true
+		c.TLSConfig = tlsFor(tc, addr)
+	}
+	p.clients[k] = c
+	return c
+}
+
+// idleConn bounds each read and each write to a backend: nginx's
+// proxy_read_timeout and proxy_send_timeout.
+type idleConn struct {
+	net.Conn
+	read, send time.Duration
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(c.read))
+	return c.Conn.Read(b)
+}
+
+func (c *idleConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.send))
+	return c.Conn.Write(b)
+}
+
+// closeIdle closes every backend connection waiting in a pool (Stop, and
+// tests that count fds).
+func (p *plainServer) closeIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.clients {
+		c.CloseIdleConnections()
+	}
+}
+
+// tlsFor fills in SNI (the backend's host, as on the tunnel path) when
+// the config does not set server_name.
+func tlsFor(tc *tls.Config, addr netip.AddrPort) *tls.Config {
+	if tc.ServerName != "" {
+		return tc
+	}
+	c := tc.Clone()
+	c.ServerName = addr.Addr().String()
+	return c
+}
+
+// proxy forwards one plain request to loc's group and leaves the answer in
+// ctx.Response for fasthttp to write (its body streaming from the backend).
+// It returns the backend's name for the access log.
+func (p *plainServer) proxy(ctx *fasthttp.RequestCtx, hc *httpConn, cc *clientConn, loc *location, req *handshake.Request, sc *plainScratch) string {
+	h := &ctx.Request.Header
+	clientClose := h.ConnectionClose()
+	for i := range req.Headers {
+		if req.DropOnForward(i) {
+			h.DelBytes(fasthttpName(req.Headers[i].Name))
+		}
+	}
+	h.ResetConnectionClose() // the backend connection stays in the pool
+	var ipb [48]byte
+	ip := cc.remote.Addr().Unmap().AppendTo(ipb[:0])
+	if !cc.remote.IsValid() {
+		ip = nil
+	}
+	h.SetBytesV("X-Real-IP", orUnknown(ip))
+	sc.xff = handshake.AppendForwardedFor(sc.xff[:0], req, ip)
+	h.SetBytesV("X-Forwarded-For", sc.xff)
+	if p.tls {
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
+	}
+	if loc.host != nil {
+		h.SetHostBytes(loc.host)
+	}
+	if req.ContentLength > 0 || req.Chunked {
+		hc.inBody = true
+		defer func() { hc.inBody = false }()
+	}
+
+	var (
+		sel  = new(upstream.Selection)
+		last error
+		name = "-"
+	)
+	sel.Reset(balanceKey(loc.group.KeySource(), cc.remote.Addr(), req))
+	for {
+		s, err := loc.group.Next(sel)
+		if err != nil {
+			p.noServer(ctx, loc, sel, err, last)
+			break
+		}
+		name = s.Name
+		err = p.hostClient(loc, s.Addr).Do(&ctx.Request, &ctx.Response)
+		if err == nil && ctx.Response.StatusCode() == fasthttp.StatusSwitchingProtocols {
+			ctx.Response.Reset()
+			err = errPlainSwitched
+		}
+		if err == nil {
+			s.Answered()
+			stripResponseHopByHop(&ctx.Response.Header)
+			break
+		}
+		s.Failed()
+		last = err
+		p.e.log.Warn("upstream request failed", zapServer(s), zapErr(err))
+		var de *dialError
+		if errors.As(err, &de) {
+			continue // nothing was sent: the next server may take it
+		}
+		ctx.Response.Reset()
+		status, cause := 502, errPlainFailed
+		if isPlainTimeout(err) {
+			status, cause = 504, errPlainTimeout
+		}
+		if errors.Is(err, errPlainSwitched) {
+			cause = errPlainSwitched
+		}
+		httpError(ctx, status, cause)
+		break
+	}
+	if clientClose {
+		ctx.SetConnectionClose()
+	}
+	return name
+}
+
+// noServer answers when the group has no (further) server to offer, with
+// the statuses of the tunnel path (pickAnswers, then the last failure).
+func (p *plainServer) noServer(ctx *fasthttp.RequestCtx, loc *location, sel *upstream.Selection, err, last error) {
+	ctx.Response.Reset()
+	switch {
+	case errors.Is(err, upstream.ErrAllFull):
+		httpError(ctx, 503, upstream.ErrAllFull)
+		ctx.Response.Header.Set("Retry-After", "1")
+	case last == nil || sel.Attempts() == 0:
+		p.e.log.Warn("no upstream server available", zap.String("group", loc.group.Name), zapErr(err))
+		httpError(ctx, 502, upstream.ErrNoLiveUpstreams)
+	case isPlainTimeout(last):
+		httpError(ctx, 504, errPlainTimeout)
+	default:
+		httpError(ctx, 502, errPlainFailed)
+	}
+}
+
+func isPlainTimeout(err error) bool {
+	return errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || isTimeout(err)
+}
+
+func orUnknown(ip []byte) []byte {
+	if len(ip) == 0 {
+		return []byte("unknown")
+	}
+	return ip
+}
+
+// fasthttpName maps a header name to the spelling fasthttp's Del expects:
+// with name normalising off it compares bytes, except for the headers it
+// keeps in dedicated fields, which it knows only by their canonical names.
+func fasthttpName(name []byte) []byte {
+	for _, c := range canonicalNames {
+		if asciiEqualFold(name, c) {
+			return []byte(c)
+		}
+	}
+	return name
+}
+
+var canonicalNames = [...]string{"Host", "Content-Type", "User-Agent", "Cookie", "Content-Length", "Connection", "Trailer", "Transfer-Encoding"}
+
+// stripResponseHopByHop removes what describes the backend's connection
+// to sluice from its answer (RFC 9110 §7.6.1); fasthttp writes its own
+// Connection and framing for the client's connection.
+func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
+	h.ResetConnectionClose()
+	var drop [][]byte
+	for k := range h.All() {
+		for _, n := range responseHopByHop {
+			if asciiEqualFold(k, n) {
+				drop = append(drop, append([]byte(nil), k...))
+			}
+		}
+	}
+	for _, k := range drop {
+		h.DelBytes(k)
+	}
+}
+
+var responseHopByHop = [...]string{"Keep-Alive", "Proxy-Connection", "Upgrade", "TE", "Trailer"}
