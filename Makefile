@@ -1,5 +1,6 @@
 # sluice — build, run, test.
-#   make run    build sluice and the demo echo backend; start both (Ctrl-C stops both)
+#   make run    build sluice and the demo backends (chat, echo); start all three:
+#               the chat page at http://127.0.0.1:8080/ (Ctrl-C stops all)
 #   make test   gofmt check, go vet, staticcheck, go test -race (fuzz seeds included),
 #               then the full-size tests the race detector cannot carry
 #   make bench-compare
@@ -12,6 +13,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := $(BIN)/staticcheck
 ECHO_ADDR   ?= 127.0.0.1:9000
+CHAT_ADDR   ?= 127.0.0.1:9001
 
 .PHONY: all build run test fmt-check vet staticcheck unit bench bench-compare clean
 
@@ -20,14 +22,17 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
 	$(GO) build -trimpath -o $(BIN)/echo ./examples/echo
+	$(GO) build -trimpath -o $(BIN)/chat ./examples/chat
 
-# The echo backend runs in the background for as long as sluice runs in the
-# foreground; the trap stops it (by its PID) however sluice exits.
+# The backends run in the background for as long as sluice runs in the
+# foreground on its embedded default (configs/default.toml); the trap stops
+# them (by their PIDs) however sluice exits.
 run: build
 	@$(BIN)/echo -listen $(ECHO_ADDR) -quiet & echo_pid=$$!; \
-	trap 'kill $$echo_pid 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/chat -listen $(CHAT_ADDR) -quiet & chat_pid=$$!; \
+	trap 'kill $$echo_pid $$chat_pid 2>/dev/null' EXIT INT TERM; \
 	sleep 0.3; \
-	echo "sluice: ws://127.0.0.1:8080/ws/ -> echo backend on $(ECHO_ADDR) (Ctrl-C to stop)"; \
+	echo "sluice: open http://127.0.0.1:8080/ (chat; /ws/ -> $(CHAT_ADDR)); ws://127.0.0.1:8080/echo/ -> echo on $(ECHO_ADDR). Ctrl-C stops all."; \
 	$(BIN)/sluice
 
 test: fmt-check vet staticcheck unit
@@ -53,7 +58,7 @@ unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@# Tests whose full size the race detector cannot carry (it slows the
 	@# 10,000-connection churn of TestLimitConn to minutes), again without it.
-	$(GO) test -count=1 -timeout 10m -run '^TestLimitConn$$' ./engine/
+	$(GO) test -count=1 -timeout 10m -run '^(TestLimitConn|TestPlainBodiesStream)$$' ./engine/
 
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./handshake/ ./splice/ ./upstream/ ./bench/
@@ -78,3 +83,24 @@ bench-compare: build
 
 clean:
 	rm -rf $(BIN)
+
+# Plain HTTP, sluice vs nginx: a 1 KiB static file and a proxied GET, in
+# requests per second and the proxy's CPU per request. The proxy under
+# test runs alone on PROXY_CPU with one worker; wrk, the backend (another
+# nginx) and the harness on LOAD_CPU. wrk and nginx come from Debian when
+# missing. Writes the bench-http section of docs/BENCHMARKS.md and
+# docs/bench/http-results.json. HTTP_FLAGS="-quick" tries it in ~30 s.
+HTTP_FLAGS ?=
+.PHONY: bench-http
+bench-http:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || NEED="$$NEED nginx-light"; \
+	command -v wrk >/dev/null 2>&1 || NEED="$$NEED wrk"; \
+	command -v taskset >/dev/null 2>&1 || NEED="$$NEED util-linux"; \
+	if [ -n "$$NEED" ]; then \
+		echo "bench-http: installing$$NEED"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$NEED; \
+	fi
+	$(GO) build -trimpath -o $(BIN)/bench-http ./bench/httpcompare
+	taskset -c $(LOAD_CPU) $(BIN)/bench-http -sluice $(BIN)/sluice \
+		-proxy-cpu $(PROXY_CPU) -load-cpu $(LOAD_CPU) -out docs $(HTTP_FLAGS)

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestSummarize(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want stat
+	}{
+		{[]float64{5}, stat{Median: 5, Min: 5, Max: 5, N: 1, Of: 1}},
+		{[]float64{3, 1, 2}, stat{Median: 2, Min: 1, Max: 3, N: 3, Of: 3}},
+		{[]float64{4, 1, 3, 2}, stat{Median: 2.5, Min: 1, Max: 4, N: 4, Of: 4}},
+		{[]float64{7, 7, 1}, stat{Median: 7, Min: 1, Max: 7, N: 3, Of: 3}},
+	} {
+		in := append([]float64(nil), tc.in...)
+		got, ok := summarize(tc.in)
+		if !ok || got != tc.want {
+			t.Errorf("%v: got %+v, want %+v", in, got, tc.want)
+		}
+		for i := range in {
+			if in[i] != tc.in[i] {
+				t.Errorf("summarize sorted its argument: %v", tc.in)
+			}
+		}
+	}
+	if _, ok := summarize(nil); ok {
+		t.Error("empty: ok")
+	}
+}
+
+func TestRatioAndOverlap(t *testing.T) {
+	a := stat{Median: 120, Min: 110, Max: 130, N: 3}
+	b := stat{Median: 100, Min: 90, Max: 112, N: 3}
+	if r := ratio(a, b); math.Abs(r-1.2) > 1e-9 {
+		t.Errorf("ratio %v, want 1.2", r)
+	}
+	if !overlap(a, b) || overlap(a, stat{Min: 1, Max: 2}) {
+		t.Error("overlap")
+	}
+	for _, bad := range [][2]stat{{a, {}}, {{}, b}, {a, {N: 1}}} {
+		if !math.IsNaN(ratio(bad[0], bad[1])) {
+			t.Errorf("ratio(%+v, %+v) is a number", bad[0], bad[1])
+		}
+	}
+}
+
+func TestExclusion(t *testing.T) {
+	if e := exclusion(wrkResult{Requests: 9}, false, minTicks); e != "" {
+		t.Errorf("clean run excluded: %q", e)
+	}
+	e := exclusion(wrkResult{Read: 4}, true, minTicks-1)
+	for _, want := range []string{"4 read", "process exited", "too few"} {
+		if !strings.Contains(e, want) {
+			t.Errorf("exclusion %q lacks %q", e, want)
+		}
+	}
+}
+
+// measure builds a counted measurement.
+func measureOf(rep int, target, load string, rps, cpuUs float64) Measure {
+	return Measure{Rep: rep, Target: target, Load: load,
+		Wrk:         &wrkResult{ReqPerSec: rps, Requests: uint64(rps * 10), P50Us: 800, P99Us: 1500},
+		CPUUsPerReq: cpuUs, ReqPerCPUS: 1e6 / cpuUs, BackendCPUUsPerReq: 3}
+}
+
+func TestAggregate(t *testing.T) {
+	ms := []Measure{
+		measureOf(1, targetNginx, loadStatic, 70000, 14),
+		measureOf(2, targetNginx, loadStatic, 72000, 13),
+		measureOf(3, targetNginx, loadStatic, 68000, 15),
+		measureOf(1, targetSluice, loadStatic, 80000, 12),
+		{Rep: 2, Target: targetSluice, Load: loadStatic, Error: "did not start"},
+		measureOf(3, targetSluice, loadStatic, 10, 1), // excluded below
+		measureOf(1, targetNginx, loadProxy, 30000, 20),
+	}
+	ms[5].Excluded = "3 timeout"
+	sum := aggregate(ms)
+	n := sum[loadStatic][targetNginx][figReqPerS]
+	if n != (stat{Median: 70000, Min: 68000, Max: 72000, N: 3, Of: 3}) {
+		t.Errorf("nginx static req/s: %+v", n)
+	}
+	s := sum[loadStatic][targetSluice][figCPUUsPerReq]
+	if s != (stat{Median: 12, Min: 12, Max: 12, N: 1, Of: 3}) {
+		t.Errorf("sluice static CPU: %+v (failed and excluded runs must count in Of only)", s)
+	}
+	if _, ok := sum[loadStatic][targetNginx][figBackendUs]; ok {
+		t.Error("backend CPU summarized for the static load")
+	}
+	if b := sum[loadProxy][targetNginx][figBackendUs]; b.Median != 3 {
+		t.Errorf("backend CPU for the proxied load: %+v", b)
+	}
+}
+
+func TestFmtNum(t *testing.T) {
+	for _, tc := range []struct {
+		v    float64
+		prec int
+		want string
+	}{
+		{71468.97, 0, "71,469"}, {1234567.891, 2, "1,234,567.89"}, {999, 0, "999"},
+		{-1234.5, 1, "-1,234.5"}, {0.5, 2, "0.50"}, {math.NaN(), 0, "–"},
+	} {
+		if got := fmtNum(tc.v, tc.prec); got != tc.want {
+			t.Errorf("fmtNum(%v, %d) = %q, want %q", tc.v, tc.prec, got, tc.want)
+		}
+	}
+}
