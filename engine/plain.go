@@ -118,6 +118,7 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 // bound a whole body, cutting off a long upload or download).
 type httpConn struct {
 	net.Conn
+	rd, wd   idleDeadline
 	rest     []byte
 	remote   netip.AddrPort // the client (after a trusted PROXY header)
 	inBody   bool           // a handler is streaming the request body
@@ -135,15 +136,35 @@ func (c *httpConn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	if c.inBody {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+		c.rd.push(c.Conn.SetReadDeadline, bodyReadTimeout)
 	}
 	return c.Conn.Read(b)
 }
 
 func (c *httpConn) Write(b []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(plainSendTimeout))
+	c.wd.push(c.Conn.SetWriteDeadline, plainSendTimeout)
 	return c.Conn.Write(b)
 }
+
+// idleDeadline keeps a connection's deadline at "timeout after the last
+// operation" without re-arming the runtime's timer on every read or write,
+// which cost more than the rest of a small request's bookkeeping: the
+// deadline is pushed only once the previous push is slack old, so it
+// fires between timeout-slack and timeout after the last operation.
+type idleDeadline struct{ next int64 } // unix ns after which to push again
+
+func (d *idleDeadline) push(set func(time.Time) error, timeout time.Duration) {
+	now := time.Now()
+	if now.UnixNano() < d.next {
+		return
+	}
+	_ = set(now.Add(timeout))
+	d.next = now.UnixNano() + int64(min(timeout/8, time.Second))
+}
+
+// reset forgets the last push: the next operation arms the deadline, as
+// after fasthttp set one of its own.
+func (d *idleDeadline) reset() { d.next = 0 }
 
 // servePlain serves conn with fasthttp on the calling goroutine until the
 // client leaves, then calls fin; unless an upgrade hijacked the

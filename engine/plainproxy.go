@@ -83,15 +83,16 @@ func (p *plainServer) hostClient(loc *location, addr netip.AddrPort) *fasthttp.H
 type idleConn struct {
 	net.Conn
 	read, send time.Duration
+	rd, wd     idleDeadline
 }
 
 func (c *idleConn) Read(b []byte) (int, error) {
-	_ = c.Conn.SetReadDeadline(time.Now().Add(c.read))
+	c.rd.push(c.Conn.SetReadDeadline, c.read)
 	return c.Conn.Read(b)
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.send))
+	c.wd.push(c.Conn.SetWriteDeadline, c.send)
 	return c.Conn.Write(b)
 }
 
@@ -146,6 +147,7 @@ func (p *plainServer) proxy(ctx *fasthttp.RequestCtx, hc *httpConn, cc *clientCo
 	}
 	if req.ContentLength > 0 || req.Chunked {
 		hc.inBody = true
+		hc.rd.reset() // fasthttp's head deadline is on the conn: replace it
 		defer func() { hc.inBody = false }()
 	}
 

@@ -108,6 +108,7 @@ type static struct {
 	try      []tryRule
 	compress bool
 	cache    *compressCache
+	files    fileCache // small files' bytes, revalidated every fileCacheValid
 }
 
 // newStatic opens c.Root and checks c. The root descriptor is opened with
@@ -248,6 +249,10 @@ func (s *static) serve(ctx *fasthttp.RequestCtx, path []byte) {
 // through to, say, a single-page app's index.html would hide the refusal
 // and make a probe for /etc/passwd look like a success.
 func (s *static) tryRegular(ctx *fasthttp.RequestCtx, name []byte) bool {
+	if f := s.files.get(name); f != nil {
+		s.serveFile(ctx, -1, &f.st, name, f.body)
+		return true
+	}
 	fd, st, err := s.open(name)
 	if err != nil {
 		return s.openFailed(ctx, err)
@@ -256,7 +261,19 @@ func (s *static) tryRegular(ctx *fasthttp.RequestCtx, name []byte) bool {
 		unix.Close(fd)
 		return false
 	}
-	s.serveFile(ctx, fd, &st, name)
+	if st.Size <= smallFile {
+		body := make([]byte, st.Size)
+		n, err := preadFull(fd, body, 0)
+		unix.Close(fd)
+		if err != nil || n != len(body) {
+			httpError(ctx, http.StatusInternalServerError, errFileChanged)
+			return true
+		}
+		s.files.put(name, &st, body)
+		s.serveFile(ctx, -1, &st, name, body)
+		return true
+	}
+	s.serveFile(ctx, fd, &st, name, nil)
 	return true
 }
 
@@ -417,7 +434,10 @@ func openInRoot(r *os.Root, rel string) (int, error) {
 // whose fstat is st. It owns fd: every path closes it or hands it to
 // fasthttp, which closes a body stream once written or when the response
 // is reset (RequestCtx reuse, connection error).
-func (s *static) serveFile(ctx *fasthttp.RequestCtx, fd int, st *unix.Stat_t, name []byte) {
+//
+// A small file comes from the file cache instead: body holds its bytes and
+// fd is -1.
+func (s *static) serveFile(ctx *fasthttp.RequestCtx, fd int, st *unix.Stat_t, name []byte, body []byte) {
 	size, mtime := st.Size, st.Mtim.Sec
 	mt := mimeOf(name)
 	req := &ctx.Request.Header
@@ -439,14 +459,14 @@ func (s *static) serveFile(ctx *fasthttp.RequestCtx, fd int, st *unix.Stat_t, na
 	}
 
 	if notModified(req, tag, mtime) {
-		unix.Close(fd)
+		closeFD(fd)
 		setValidators(&ctx.Response.Header, tag, mtime, vary)
 		ctx.SetStatusCode(http.StatusNotModified)
 		return
 	}
 
 	if enc != encIdentity {
-		z, err := s.compressed(fd, name, st, enc) // closes fd
+		z, err := s.compressed(fd, name, st, enc, body) // closes fd
 		if err != nil {
 			httpError(ctx, http.StatusInternalServerError, err)
 			return
@@ -471,7 +491,7 @@ func (s *static) serveFile(ctx *fasthttp.RequestCtx, fd int, st *unix.Stat_t, na
 		case nil:
 			start, end, status = a, b, http.StatusPartialContent
 		case handshake.ErrRangeNotSatisfiable:
-			unix.Close(fd)
+			closeFD(fd)
 			// RFC 9110 §14.4: a 416 carries the current length.
 			ctx.Response.Header.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
 			httpError(ctx, http.StatusRequestedRangeNotSatisfiable, err)
@@ -483,7 +503,13 @@ func (s *static) serveFile(ctx *fasthttp.RequestCtx, fd int, st *unix.Stat_t, na
 
 	// A small body is read before any header is set, so a read error can
 	// still become a clean 500.
-	if ctx.IsGet() && n <= smallFile {
+	if body != nil {
+		if ctx.IsGet() {
+			// Cached bytes are never written again (a changed file gets a new
+			// slice), so the response may point at them.
+			ctx.Response.SetBodyRaw(body[start : start+n])
+		}
+	} else if ctx.IsGet() && n <= smallFile {
 		bp := smallBufs.Get().(*[]byte)
 		got, err := preadFull(fd, (*bp)[:n], start)
 		unix.Close(fd)
@@ -525,6 +551,8 @@ func (s *static) serveFile(ctx *fasthttp.RequestCtx, fd int, st *unix.Stat_t, na
 	ctx.SetStatusCode(status)
 
 	switch {
+	case fd < 0 && ctx.IsHead():
+		h.SetContentLength(int(n))
 	case fd < 0: // small body already in place
 	case ctx.IsHead():
 		// Same headers as GET, no body: fasthttp keeps an explicit
@@ -736,20 +764,23 @@ func qIsZero(q []byte) bool {
 
 // compressed returns the body of fd compressed with enc, from the cache
 // when this version of the file was compressed before. It closes fd.
-func (s *static) compressed(fd int, name []byte, st *unix.Stat_t, enc encoding) ([]byte, error) {
+func (s *static) compressed(fd int, name []byte, st *unix.Stat_t, enc encoding, body []byte) ([]byte, error) {
 	// The key holds what identifies a version of a file: a new deploy
 	// changes mtime, size or inode, so stale entries are never served,
 	// only aged out.
 	k := compressKey{path: string(name), mtime: st.Mtim.Nano(), size: st.Size, ino: st.Ino, enc: enc}
 	if z := s.cache.get(k); z != nil {
-		unix.Close(fd)
+		closeFD(fd)
 		return z, nil
 	}
-	raw := make([]byte, st.Size)
-	n, err := preadFull(fd, raw, 0)
-	unix.Close(fd)
-	if err != nil || n != len(raw) {
-		return nil, errFileChanged
+	raw := body
+	if raw == nil {
+		raw = make([]byte, st.Size)
+		n, err := preadFull(fd, raw, 0)
+		unix.Close(fd)
+		if err != nil || n != len(raw) {
+			return nil, errFileChanged
+		}
 	}
 	var z []byte
 	if enc == encBrotli {

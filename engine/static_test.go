@@ -727,3 +727,70 @@ func BenchmarkStaticSmallFile(b *testing.B) {
 		}
 	}
 }
+
+// TestStaticFileCache: a small file is served from memory for at most
+// fileCacheValid after it was opened; then a change, a deletion, or a swap
+// for a symlink leading out of the root shows, exactly as a fresh open
+// would decide.
+func TestStaticFileCache(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(root, "a.txt")
+	write := func(s string) {
+		t.Helper()
+		tmp := name + ".tmp"
+		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, name); err != nil { // an atomic deploy
+			t.Fatal(err)
+		}
+	}
+	write("one")
+	addr, _ := startStatic(t, mustStatic(t, staticConfig{Root: root}))
+	get := func() (int, string) {
+		resp, body := staticExchange(t, addr, "GET", "/a.txt")
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get(); code != 200 || body != "one" {
+		t.Fatalf("first: %d %q", code, body)
+	}
+	// The same bytes again, now from memory: the cache must not change them.
+	if code, body := get(); code != 200 || body != "one" {
+		t.Fatalf("cached: %d %q", code, body)
+	}
+	// Each change must show within fileCacheValid, and until it does only
+	// the previous version may be served.
+	steps := []struct {
+		change   func()
+		old      string
+		wantCode int
+		want     string
+	}{
+		{func() { write("two!") }, "one", 200, "two!"},
+		{func() { os.Remove(name) }, "two!", 404, ""},
+		{func() { write("three") }, "", 200, "three"},
+		{func() { os.Remove(name); os.Symlink("/etc/passwd", name) }, "three", 403, ""},
+	}
+	for i, st := range steps {
+		st.change()
+		deadline := time.Now().Add(fileCacheValid + time.Second)
+		for {
+			code, body := get()
+			if code == st.wantCode && (st.wantCode != 200 || body == st.want) {
+				break
+			}
+			if strings.Contains(body, "root:") {
+				t.Fatalf("step %d: served a file outside the root", i)
+			}
+			stale := (st.old == "" && code == 404) || (code == 200 && body == st.old)
+			if !stale || time.Now().After(deadline) {
+				t.Fatalf("step %d: got %d %q, want %d %q (or the previous version for at most %v)", i, code, body, st.wantCode, st.want, fileCacheValid)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
