@@ -97,19 +97,19 @@ func TestApplyOverridesEveryLocation(t *testing.T) {
 			t.Errorf("log %+v workers %d source %q", c.Log, c.Workers, c.Source)
 		}
 		n := 0
-		for _, s := range c.Servers {
+		for i, s := range c.Servers {
 			if s.ClientHeaderTimeout.D() != 4*time.Second || s.MaxHeaderBytes != size {
 				t.Errorf("server %+v", s)
 			}
-			for _, l := range s.Locations {
+			for j, l := range s.Locations {
 				n++
 				if l.ConnectTimeout.D() != time.Second || l.ReadTimeout.D() != 2*time.Second || l.SendTimeout.D() != 3*time.Second {
 					t.Errorf("location %s: %+v", l.Path, l)
 				}
-				if l.HandshakeTimeout != in.Servers[0].Locations[0].HandshakeTimeout && in == file {
+				if l.HandshakeTimeout != in.Servers[i].Locations[j].HandshakeTimeout {
 					t.Errorf("handshake_timeout changed: %v", l.HandshakeTimeout)
 				}
-				if l.Upstream == nil {
+				if l.Upstream == nil && !l.IsStatic() {
 					t.Errorf("location %s unresolved", l.Path)
 				}
 			}

@@ -3,11 +3,13 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -509,5 +511,82 @@ listen = ["{{listen}}"]
 	}
 	if v := be.last(t).Header.Get("X-Forwarded-Proto"); v != "https" {
 		t.Fatalf("X-Forwarded-Proto %q", v)
+	}
+}
+
+// TestStaticThroughSluice: the static rules end to end on a sluice
+// listener, where the path is routed (normalised, matched to a location)
+// before the file is looked up: escapes are refused whichever location
+// they would start in, and a single-page app's routes get its index.
+func TestStaticThroughSluice(t *testing.T) {
+	dir := t.TempDir()
+	root := dir + "/public"
+	if err := os.MkdirAll(root+"/assets", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"/index.html":       "<!doctype html><title>app</title>",
+		"/assets/app.js":    strings.Repeat("console.log('sluice');\n", 40),
+		"/../outside.txt":   "root:x:0:0:outside\n",
+		"/assets/notes.txt": "notes",
+	} {
+		if err := os.WriteFile(root+name, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/etc/passwd", root+"/link-out"); err != nil {
+		t.Fatal(err)
+	}
+	be := startHTTPBackend(t)
+	p := startProxy(t, fmt.Sprintf(`
+[log]
+access_log = "off"
+[[server]]
+listen = ["{{listen}}"]
+  [[server.location]]
+  path = "/"
+  root = %q
+  try_files = ["$uri", "$uri/", "/index.html"]
+  [[server.location]]
+  path = "/api/"
+  proxy_pass = %q
+`, root, be.addr))
+	for _, tt := range []struct {
+		target string
+		status int
+		body   string // a prefix of the body, if checked
+	}{
+		{"/", 200, "<!doctype html>"},
+		{"/rooms/42", 200, "<!doctype html>"}, // the SPA fallback
+		{"/assets/notes.txt", 200, "notes"},
+		{"/assets/../assets/notes.txt", 200, "notes"},
+		{"/../outside.txt", 403, ""},
+		{"/%2e%2e/outside.txt", 403, ""},
+		{"/assets/..%2f..%2f..%2foutside.txt", 403, ""},
+		{"/%252e%252e/outside.txt", 200, "<!doctype html>"}, // a literal name: not found, so the fallback
+		{"/assets%5c..%5c..%5coutside.txt", 403, ""},
+		{"/index.html%00.js", 403, ""},
+		{"/link-out", 403, ""},
+		{"/api/../assets/notes.txt", 200, "notes"}, // routed by its resolved path: a file, not the API
+		{"/assets/../api/x", 200, "GET /assets/../api/x body=0"},
+	} {
+		c, r := dialProxy(t, p.addr)
+		resp, body := exchange(t, c, r, "GET "+tt.target+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp.StatusCode != tt.status || !strings.HasPrefix(body, tt.body) || strings.Contains(body, "root:") {
+			t.Errorf("%s: %d %q, want %d %q", tt.target, resp.StatusCode, body, tt.status, tt.body)
+		}
+	}
+	c, r := dialProxy(t, p.addr)
+	resp, body := exchange(t, c, r, "GET /assets/app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+	if resp.Header.Get("Content-Encoding") != "gzip" || resp.Header.Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("app.js with gzip: %v", resp.Header)
+	}
+	zr, err := gzip.NewReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := io.ReadAll(zr)
+	if string(plain) != strings.Repeat("console.log('sluice');\n", 40) {
+		t.Fatal("gzip body does not decode to the file")
 	}
 }
