@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -38,25 +39,48 @@ func openFDs(t testing.TB) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fdBase.Store(t.Name(), fdTargets())
 	return len(ents)
 }
 
-// fdKinds counts the process's open fds by what they are ("socket",
-// "anon_inode:[eventpoll]", a file path...), for a leak report.
-func fdKinds() string {
+// fdBase holds, per test, the fds open when openFDs took its count, so a
+// leak report can name the fds that were not there then.
+var fdBase sync.Map // test name → map[string]string (fd → target)
+
+func fdTargets() map[string]string {
 	ents, _ := os.ReadDir("/proc/self/fd")
-	kinds := map[string]int{}
+	m := make(map[string]string, len(ents))
 	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil {
-			continue
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil {
+			m[e.Name()] = target
 		}
+	}
+	return m
+}
+
+// fdKinds counts the process's open fds by what they are ("socket",
+// "anon_inode:[eventpoll]", a file path...), for a leak report, and lists
+// the ones opened since openFDs(t) counted (fd number and target).
+func fdKinds(t testing.TB) string {
+	kinds := map[string]int{}
+	now := fdTargets()
+	for _, target := range now {
 		if i := strings.IndexByte(target, ':'); i > 0 && (strings.HasPrefix(target, "socket") || strings.HasPrefix(target, "pipe")) {
 			target = target[:i]
 		}
 		kinds[target]++
 	}
-	return fmt.Sprint(kinds)
+	var added []string
+	if b, ok := fdBase.Load(t.Name()); ok {
+		base := b.(map[string]string)
+		for fd, target := range now {
+			if base[fd] != target {
+				added = append(added, fd+"→"+target)
+			}
+		}
+		sort.Strings(added)
+	}
+	return fmt.Sprintf("%v; new since the count: %v", kinds, added)
 }
 
 // expectFDs waits for the fd count to come back to want: closes on the
@@ -73,7 +97,7 @@ func expectFDs(t testing.TB, want int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("open fds = %d, want %d (a leak); open now: %s", got, want, fdKinds())
+			t.Fatalf("open fds = %d, want %d (a leak); open now: %s", got, want, fdKinds(t))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -234,7 +234,7 @@ func TestStatic(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if got := openFDs(t); got > baseline {
-		t.Fatalf("open fds %d, baseline %d: a leak; open now: %s", got, baseline, fdKinds())
+		t.Fatalf("open fds %d, baseline %d: a leak; open now: %s", got, baseline, fdKinds(t))
 	}
 }
 
