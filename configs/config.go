@@ -39,9 +39,12 @@ type Config struct {
 
 	// MaxConnections caps the client connections the process holds at
 	// once: heads being read plus live tunnels (each tunnel holds two file
-	// descriptors). Past it a new connection is accepted and closed at once
-	// (it uses an fd for an instant), so accept() never meets EMFILE and
-	// the proxy keeps serving what it holds instead of stopping. 0, the
+	// descriptors). At the cap, TLS listeners stop accepting (new
+	// connections wait in the kernel's backlog, as with nginx and HAProxy);
+	// plaintext listeners, whose event loops cannot pause, accept a new
+	// connection and close it at once (it uses an fd for an instant). Either
+	// way accept() never meets EMFILE and the proxy keeps serving what it
+	// holds instead of stopping. 0, the
 	// default, derives it from the soft RLIMIT_NOFILE: (limit - max(limit/10,
 	// 100)) / 2. A value above that derived budget is lowered to it at start.
 	// nginx: worker_connections (which counts upstream connections too)

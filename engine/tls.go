@@ -216,6 +216,12 @@ func (g *goFront) accept(b *boundListener) {
 	st := g.stores[b.ln]
 	var backoff time.Duration
 	for {
+		// Backpressure: at the cap, the next connections wait in the
+		// kernel's backlog until one ends, as in nginx and HAProxy. (gnet
+		// listeners cannot pause; theirs are accepted and closed, see Run.)
+		for g.e.overCapacity() && !g.stopping() {
+			time.Sleep(backlogPoll)
+		}
 		c, err := b.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -232,6 +238,7 @@ func (g *goFront) accept(b *boundListener) {
 			_ = c.Close()
 			continue
 		}
+
 		if !g.track(c) {
 			_ = c.Close()
 			return
@@ -372,6 +379,10 @@ func (f *front) handOffGo(c gnet.Conn, cc *clientConn, srv *server, loc *locatio
 }
 
 var errStopping = errors.New("the proxy is shutting down")
+
+// backlogPoll is how often a TLS listener held at max_connections looks
+// at the connection count again.
+const backlogPoll = 10 * time.Millisecond
 
 // dupConn duplicates a gnet conn's socket as a Go net.Conn; gnet's copy is
 // the caller's to close (by returning gnet.Close).

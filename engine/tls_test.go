@@ -769,3 +769,46 @@ func TestBenchOverWSS(t *testing.T) {
 		t.Fatalf("untrusted certificate: errors %v, echoed %d", res.Errors, res.Echoed)
 	}
 }
+
+// TestTLSMaxConnectionsBackpressure: a TLS listener at max_connections
+// stops accepting: the next client's TCP connection waits in the
+// kernel's backlog (its TLS handshake does not start, and it is not
+// closed), and is served as soon as a connection ends.
+func TestTLSMaxConnectionsBackpressure(t *testing.T) {
+	s := startTLSProxy(t, "")
+	_ = s.p.e.Stop(context.Background()) // restarted below with a cap
+	cfg := strings.Replace(s.config, "[log]", "max_connections = 2\n[log]", 1)
+	p := startProxy(t, cfg)
+	// waitListening's probe connections are gone once Pending is 0.
+	waitFor(t, "probes to end", func() bool { return p.e.Pending() == 0 })
+	d := s.dialer("a.test")
+	var held []*websocket.Conn
+	for i := 0; i < 2; i++ {
+		c, _, err := d.Dial("wss://"+p.addr+"/ws/", nil)
+		if err != nil {
+			t.Fatalf("tunnel %d: %v", i+1, err)
+		}
+		held = append(held, c)
+	}
+	raw, err := net.Dial("tcp", p.addr) // completes in the kernel: the backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	tc := tls.Client(raw, &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"})
+	_ = tc.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if err := tc.Handshake(); err == nil || !os.IsTimeout(err) {
+		t.Fatalf("third connection at the cap: handshake %v, want a timeout (waiting, not closed)", err)
+	}
+	if n := p.e.Refusals()[RuleMaxConnections]; n != 0 {
+		t.Fatalf("%d connections shed, want 0", n)
+	}
+	held[0].Close()
+	c, _, err := d.Dial("wss://"+p.addr+"/ws/", nil)
+	if err != nil {
+		t.Fatalf("after a tunnel ended: %v", err)
+	}
+	echoOnce(t, c, websocket.TextMessage, []byte("served"))
+	c.Close()
+	held[1].Close()
+}
