@@ -358,7 +358,9 @@ func (p *plainServer) upgrade(ctx *fasthttp.RequestCtx, hc *httpConn, cc *client
 func (g *goFront) tunnelFrom(c net.Conn, hc *httpConn, t *tunnel, loc *location, upReq []byte, tlsClient bool) {
 	held := drainBuffered(c, hc)
 	if tlsClient || g.tlsUpstream(loc) != nil {
-		g.proxy(hc, t, loc, upReq, held, hc.fin)
+		// The relay sets its own deadlines (send_timeout, read_timeout):
+		// it gets the connection under httpConn's plain-HTTP timeouts.
+		g.proxy(hc.Conn, t, loc, upReq, held, hc.fin)
 		return
 	}
 	fd, err := dupFD(hc.Conn)

@@ -483,7 +483,8 @@ func TestPlainAdmission(t *testing.T) {
 }
 
 // TestPlainOverTLS: a plain request on a TLS listener is proxied with
-// X-Forwarded-Proto https.
+// X-Forwarded-Proto https, and an upgrade that follows on the same
+// connection becomes a tunnel.
 func TestPlainOverTLS(t *testing.T) {
 	be := startHTTPBackend(t)
 	ca := newCA(t)
@@ -511,6 +512,24 @@ listen = ["{{listen}}"]
 	}
 	if v := be.last(t).Header.Get("X-Forwarded-Proto"); v != "https" {
 		t.Fatalf("X-Forwarded-Proto %q", v)
+	}
+	// The same TLS connection then upgrades: a tunnel on the goroutine path.
+	wsKey := "dGhlIHNhbXBsZSBub25jZQ=="
+	r := bufio.NewReader(c)
+	_, _ = c.Write([]byte("GET /ws/tls HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + wsKey + "\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+	up, err := http.ReadResponse(r, nil)
+	if err != nil || up.StatusCode != 101 || up.Header.Get("Sec-WebSocket-Accept") != acceptFor(wsKey) {
+		t.Fatalf("upgrade after a plain request over TLS: %v %v", up, err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := c.Write([]byte{0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2}); err != nil {
+			t.Fatal(err)
+		}
+		echo := make([]byte, 4)
+		if _, err := io.ReadFull(r, echo); err != nil || !bytes.Equal(echo, []byte{0x81, 2, 'h', 'i'}) {
+			t.Fatalf("echo %d over the TLS tunnel: % x %v", i, echo, err)
+		}
 	}
 }
 
