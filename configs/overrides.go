@@ -221,7 +221,8 @@ func checkDurationFlag(l *errorList, name string, d *Duration) {
 	}
 }
 
-// fromFlags builds the one-server config of the --proxy quick path.
+// fromFlags builds the one-server config of the --proxy/--static quick
+// path.
 func fromFlags(l *errorList, o Overrides) *Config {
 	s := &Server{Listen: o.Listen}
 	if len(s.Listen) == 0 {
@@ -229,20 +230,10 @@ func fromFlags(l *errorList, o Overrides) *Config {
 	}
 	seen := map[string]bool{}
 	for _, p := range o.Proxies {
-		path, backends, ok := strings.Cut(p, "=")
-		if !ok || path == "" || backends == "" {
-			l.add("--proxy", "%q: want PATH=HOST:PORT[,HOST:PORT...], e.g. \"/ws/=127.0.0.1:9000\"", p)
+		path, backends, ok := pathFlag(l, "--proxy", p, "HOST:PORT[,HOST:PORT...], e.g. \"/ws/=127.0.0.1:9000\"", seen)
+		if !ok {
 			continue
 		}
-		if msg := checkLocationPath(path); msg != "" {
-			l.add("--proxy", "%s", msg)
-			continue
-		}
-		if seen[path] {
-			l.add("--proxy", "path %q is given twice", path)
-			continue
-		}
-		seen[path] = true
 		bad := false
 		for _, b := range strings.Split(backends, ",") {
 			if _, msg := checkHostPort(strings.TrimSpace(b), true); msg != "" {
@@ -255,20 +246,10 @@ func fromFlags(l *errorList, o Overrides) *Config {
 		}
 	}
 	for _, p := range o.Statics {
-		path, dir, ok := strings.Cut(p, "=")
-		if !ok || path == "" || dir == "" {
-			l.add("--static", "%q: want PATH=DIR, e.g. \"/=./public\"", p)
+		path, dir, ok := pathFlag(l, "--static", p, "DIR, e.g. \"/=./public\"", seen)
+		if !ok {
 			continue
 		}
-		if msg := checkLocationPath(path); msg != "" {
-			l.add("--static", "%s", msg)
-			continue
-		}
-		if seen[path] {
-			l.add("--static", "path %q is given twice", path)
-			continue
-		}
-		seen[path] = true
 		if abs, err := filepath.Abs(dir); err == nil {
 			dir = abs
 		}
@@ -280,4 +261,24 @@ func fromFlags(l *errorList, o Overrides) *Config {
 			TryFiles: []string{"$uri", "$uri/", strings.TrimSuffix(path, "/") + "/index.html"}})
 	}
 	return &Config{Source: FlagsSource, Servers: []*Server{s}}
+}
+
+// pathFlag splits a PATH=VALUE flag value and checks the path, once per
+// path across every such flag (seen). want describes VALUE for the error.
+func pathFlag(l *errorList, flag, p, want string, seen map[string]bool) (path, value string, ok bool) {
+	path, value, ok = strings.Cut(p, "=")
+	if !ok || path == "" || value == "" {
+		l.add(flag, "%q: want PATH=%s", p, want)
+		return "", "", false
+	}
+	if msg := checkLocationPath(path); msg != "" {
+		l.add(flag, "%s", msg)
+		return "", "", false
+	}
+	if seen[path] {
+		l.add(flag, "path %q is given twice", path)
+		return "", "", false
+	}
+	seen[path] = true
+	return path, value, true
 }
