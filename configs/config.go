@@ -50,6 +50,10 @@ type Config struct {
 	// nginx: worker_connections (which counts upstream connections too)
 	MaxConnections int `toml:"max_connections"`
 
+	// Admin is the operator's listener ([admin] table): metrics, status and
+	// health. Off unless admin.listen is set.
+	Admin Admin `toml:"admin"`
+
 	// Upstreams are the named backend groups, one [upstream.NAME] table
 	// each, that a location's proxy_pass can refer to by NAME.
 	// Anonymous groups written inline in proxy_pass ("host:port,host:port")
@@ -95,6 +99,17 @@ type Log struct {
 	// "stderr", "off" or a file path. Default "stdout".
 	// nginx: access_log (access_log off; disables it)
 	AccessLog string `toml:"access_log"`
+}
+
+// Admin is the [admin] table.
+type Admin struct {
+	// Listen is the admin listener's "host:port", serving /metrics
+	// (Prometheus text format), /status (JSON) and /healthz. Empty, the
+	// default, means no admin listener. Keep it on loopback or a private
+	// network: it needs no credentials and tells how the proxy is doing.
+	// nginx: stub_status in a server listening on 127.0.0.1;
+	// HAProxy: stats socket / a frontend with http-request use-service prometheus-exporter
+	Listen string `toml:"listen"`
 }
 
 // Upstream is a named group of backends, the [upstream.NAME] table.

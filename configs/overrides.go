@@ -29,6 +29,8 @@ type Overrides struct {
 	// single-page app's routes fall back to its index. Only without a
 	// config file.
 	Statics []string
+	// Admin (--admin) sets admin.listen: "127.0.0.1:9901".
+	Admin string
 	// LogLevel (--log-level) sets log.level.
 	LogLevel string
 	// Workers (--workers) sets workers.
@@ -52,6 +54,7 @@ const (
 		"Builds a config from flags alone, like caddy reverse-proxy: cannot be combined with --config (put the location in the file instead)"
 	StaticHelp = "serve files under a path prefix: PATH=DIR, e.g. /=./public (`PREFIX=DIR`, repeatable). DIR is the document root, as nginx's root: /app/x.js is DIR/app/x.js. index.html for directories, and unknown paths fall back to PREFIX/index.html (a single-page app). " +
 		"Builds a config from flags alone, with --proxy: cannot be combined with --config"
+	AdminHelp          = "serve /metrics, /status and /healthz on this `ADDR`ess, e.g. 127.0.0.1:9901 (overrides [admin] listen; keep it on loopback)"
 	LogLevelHelp       = "log level: debug, info, warn or error (overrides [log] level)"
 	WorkersHelp        = "number of event loops, 0 = one per CPU (overrides workers)"
 	ConnectTimeoutHelp = "backend connect timeout for every location, e.g. 60s (overrides connect_timeout)"
@@ -78,6 +81,7 @@ func (o *Overrides) RegisterFlags(fs *flag.FlagSet) {
 		o.Statics = append(o.Statics, s)
 		return nil
 	})
+	fs.StringVar(&o.Admin, "admin", "", AdminHelp)
 	fs.StringVar(&o.LogLevel, "log-level", "", LogLevelHelp)
 	fs.Func("workers", WorkersHelp, func(s string) error {
 		n, err := strconv.Atoi(s)
@@ -160,6 +164,11 @@ func Apply(cfg *Config, o Overrides) (*Config, error) {
 	if o.MaxHeaderBytes != nil {
 		checkSize(l, "--max-header-bytes", *o.MaxHeaderBytes)
 	}
+	if o.Admin != "" {
+		if _, msg := checkHostPort(o.Admin, false); msg != "" {
+			l.add("--admin", "%s", msg)
+		}
+	}
 	switch o.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -172,6 +181,10 @@ func Apply(cfg *Config, o Overrides) (*Config, error) {
 		return nil, err
 	}
 
+	if o.Admin != "" {
+		cfg.Admin.Listen = o.Admin
+		cfg.pos.forget("admin.listen")
+	}
 	if o.LogLevel != "" {
 		cfg.Log.Level = o.LogLevel
 		cfg.pos.forget("log.level")

@@ -29,6 +29,7 @@ const (
 func (c *Config) Validate() error {
 	l := &errorList{file: c.file, pos: c.pos}
 	c.validateLog(l)
+	c.validateAdmin(l)
 	if c.Workers < 0 {
 		l.add("workers", "must be 0 (one per CPU) or more, got %d", c.Workers)
 	}
@@ -302,6 +303,29 @@ func (c *Config) upstreamNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// validateAdmin checks the [admin] table.
+func (c *Config) validateAdmin(l *errorList) {
+	if c.Admin.Listen == "" {
+		return
+	}
+	norm, msg := checkHostPort(c.Admin.Listen, false)
+	if msg != "" {
+		l.add("admin.listen", "%s", msg)
+		return
+	}
+	for _, s := range c.Servers {
+		if s == nil {
+			continue
+		}
+		for _, a := range s.Listen {
+			if n, _ := checkHostPort(a, false); n == norm {
+				l.add("admin.listen", "%q is also a server's listen address: give the admin listener its own port", c.Admin.Listen)
+				return
+			}
+		}
+	}
 }
 
 func (c *Config) validateServer(l *errorList, path string, s *Server, anon map[string]*Upstream) {

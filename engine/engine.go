@@ -41,6 +41,9 @@ type Engine struct {
 	access accessLog
 	stats  stats
 	guards *guards // admission rules and refusal counters (guard.go)
+	// metrics are the counters the admin listener reports (metrics.go).
+	metrics *engineMetrics
+	admin   *admin // nil without [admin] listen
 	// goFront serves TLS listeners and TLS upstreams (tls.go).
 	goFront *goFront
 
@@ -68,7 +71,7 @@ func New(cfg *configs.Config, logs Logs) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, router: r, log: logs.Error, access: accessLog{logs.Access}}
+	e := &Engine{cfg: cfg, router: r, log: logs.Error, access: accessLog{logs.Access}, metrics: newEngineMetrics()}
 	if e.guards, err = buildGuards(r, cfg); err != nil {
 		return nil, err
 	}
@@ -108,7 +111,13 @@ func (e *Engine) Start() error {
 		e.router.closeFiles()
 		return err
 	}
+	if err := e.startAdmin(); err != nil {
+		e.pool.Close()
+		e.router.closeFiles()
+		return err
+	}
 	if err := e.goFront.bind(); err != nil {
+		e.admin.stop(context.Background())
 		e.pool.Close()
 		e.router.closeFiles()
 		return err
@@ -150,6 +159,7 @@ func (e *Engine) Start() error {
 		return nil
 	case err := <-e.done:
 		e.goFront.closeListeners()
+		e.admin.stop(context.Background())
 		e.pool.Close()
 		e.router.closeFiles()
 		if err == nil {
@@ -164,6 +174,7 @@ func (e *Engine) Start() error {
 func (e *Engine) Stop(ctx context.Context) error {
 	var err error
 	e.stopped.Do(func() {
+		e.admin.stop(ctx)
 		if e.gnet.Validate() == nil {
 			err = e.gnet.Stop(ctx)
 			select {
@@ -230,6 +241,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err := <-e.done:
+		e.admin.stop(context.Background())
 		e.goFront.stop()
 		e.pool.Close()
 		e.router.stop()

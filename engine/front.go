@@ -196,7 +196,7 @@ func (f *front) refuse(c gnet.Conn, cc *clientConn, srv *server, req *handshake.
 	var b [512]byte
 	out := handshake.AppendErrorResponse(b[:0], status, err)
 	_, _ = c.Write(out)
-	f.e.stats.refused.Add(1)
+	f.e.countRefused(status)
 	f.e.access.refused(cc, srv, req, status, err)
 	return gnet.Close
 }
@@ -220,7 +220,7 @@ var timeoutResponse = handshake.AppendErrorResponse(nil, 408, errHeaderTimeout)
 func (f *front) timeout(c gnet.Conn) {
 	_ = c.AsyncWrite(timeoutResponse, func(c gnet.Conn, err error) error {
 		if cc, _ := c.Context().(*clientConn); cc != nil && err == nil {
-			f.e.stats.refused.Add(1)
+			f.e.countRefused(408)
 			f.e.access.refused(cc, nil, nil, 408, errHeaderTimeout)
 		}
 		return c.Close()

@@ -361,7 +361,7 @@ func (e *Engine) refuseWith(w io.Writer, cc *clientConn, srv *server, req *hands
 	}
 	// Counted and logged before the answer leaves, so whoever reads the
 	// answer can already see the count.
-	e.stats.refused.Add(1)
+	e.countRefused(r.status)
 	e.guards.count(r.rule)
 	e.access.refusedBy(cc, srv, req, r.status, r.err, r.rule)
 	_, _ = w.Write(out)
@@ -374,7 +374,7 @@ func (e *Engine) refuseWith(w io.Writer, cc *clientConn, srv *server, req *hands
 // once a second so that a flood does not become a log flood.
 func (e *Engine) shed() gnet.Action {
 	e.guards.count(RuleMaxConnections)
-	e.stats.refused.Add(1)
+	e.countRefused(0)
 	now := time.Now().UnixNano()
 	if last := e.guards.lastShedLog.Load(); now-last > int64(time.Second) && e.guards.lastShedLog.CompareAndSwap(last, now) {
 		e.log.Warn("at max_connections: closing new connections", zap.Int64("max_connections", e.guards.maxConns),

@@ -269,6 +269,7 @@ func (p *plainServer) handle(ctx *fasthttp.RequestCtx) {
 	} else {
 		upstreamName = p.proxy(ctx, hc, cc, loc, req, sc)
 	}
+	loc.m.requests[statusIndex(ctx.Response.StatusCode())].Add(1)
 	p.e.access.request(cc, srv, req, upstreamName, ctx.Response.StatusCode(), time.Since(start),
 		max(ctx.Request.Header.ContentLength(), 0), max(ctx.Response.Header.ContentLength(), 0))
 }
@@ -300,7 +301,7 @@ func (p *plainServer) refuse(ctx *fasthttp.RequestCtx, cc *clientConn, srv *serv
 	if r.retryAfter > 0 {
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(r.retryAfter))
 	}
-	p.e.stats.refused.Add(1)
+	p.e.countRefused(r.status)
 	if r.rule != "" {
 		p.e.guards.count(r.rule)
 	}
@@ -311,16 +312,16 @@ func (p *plainServer) refuse(ctx *fasthttp.RequestCtx, cc *clientConn, srv *serv
 func (p *plainServer) parseError(ctx *fasthttp.RequestCtx, err error) {
 	var ne net.Error
 	var small *fasthttp.ErrSmallBuffer
+	status, cause := 400, handshake.ErrMalformed
 	switch {
 	case errors.As(err, &small):
-		httpError(ctx, 431, handshake.ErrHeadTooLarge)
+		status, cause = 431, handshake.ErrHeadTooLarge
 	case errors.As(err, &ne) && ne.Timeout():
-		httpError(ctx, 408, errHeaderTimeout)
-	default:
-		httpError(ctx, 400, handshake.ErrMalformed)
+		status, cause = 408, errHeaderTimeout
 	}
+	httpError(ctx, status, cause)
 	ctx.SetConnectionClose()
-	p.e.stats.refused.Add(1)
+	p.e.countRefused(status)
 }
 
 // upgrade turns a WebSocket upgrade that arrived on a keep-alive plain

@@ -49,6 +49,7 @@ type location struct {
 	group *upstream.Group // nil for a static location
 	files *static         // a static location's files; nil while its root is missing
 	host  []byte          // Host sent upstream; nil keeps the client's
+	m     locMetrics      // its counters (metrics.go)
 }
 
 // isStatic reports whether the location serves files.

@@ -341,7 +341,7 @@ func (g *goFront) refuse(conn net.Conn, cc *clientConn, srv *server, req *handsh
 	var b [512]byte
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = conn.Write(handshake.AppendErrorResponse(b[:0], status, err))
-	g.e.stats.refused.Add(1)
+	g.e.countRefused(status)
 	g.e.access.refused(cc, srv, req, status, err)
 }
 
@@ -500,7 +500,7 @@ func (g *goFront) readProxyHeader(raw net.Conn, cc *clientConn, trusted *guard.R
 			return &prefixConn{Conn: raw, rest: buf[used:n]}, true
 		case !errors.Is(perr, handshake.ErrIncomplete):
 			g.e.guards.count(RuleProxyProtocol)
-			g.e.stats.refused.Add(1)
+			g.e.countRefused(0)
 			g.e.log.Debug("PROXY header refused", zap.Stringer("client", cc.remote), zapErr(perr))
 			return nil, false
 		case err != nil || n == len(buf):

@@ -177,6 +177,9 @@ func (t *tunnel) Judge(reply []byte) splice.Verdict {
 	t.opened = true
 	t.cur.Opened()
 	t.e.stats.tunnels.Add(1)
+	t.loc.m.tunnels.Add(1)
+	t.loc.m.outcomes[101].Add(1)
+	t.e.metrics.handshakeLatency.observe(time.Since(time.Unix(0, t.start)).Seconds())
 	return splice.Verdict{Action: splice.Tunnel}
 }
 
@@ -271,9 +274,16 @@ func withHeader(resp []byte, line string) []byte {
 // Done implements splice.Handler: counters and the access-log line.
 func (t *tunnel) Done(r *splice.Report) {
 	t.slot.release()
+	if !t.opened { // a 101 was counted when it was verified
+		t.loc.m.outcomes[statusIndex(t.status)].Add(1)
+	}
 	if t.opened {
 		t.cur.Closed()
 		t.e.stats.tunnels.Add(-1)
+		t.loc.m.tunnels.Add(-1)
+		t.loc.m.bytesUp.Add(r.BytesUp)
+		t.loc.m.bytesDown.Add(r.BytesDown)
+		t.e.metrics.tunnelDuration.observe(durationSince(t.start, r.End).Seconds())
 	} else {
 		// The client left, or the pool shut down, before any verdict.
 		t.release((*upstream.Server).Abandoned)

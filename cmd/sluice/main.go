@@ -45,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			args = []string{"-h"}
 		}
 	}
+	engine.Version = version
 	return serve(args, stderr)
 }
 
