@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-proxy/sluice/bench/harness"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,21 +22,8 @@ type tools struct {
 	nginx, haproxy, sluice, echo string
 }
 
-// findTool looks name up in PATH, then in /usr/sbin and /sbin, which a
-// non-login root shell or `make` may not have in PATH.
-func findTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return filepath.Abs(p)
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found in PATH or /usr/sbin: `make bench-compare` installs it "+
-		"(apt-get install nginx-light haproxy), or leave it out with -only", name)
-}
+// installHint ends the error for a tool found nowhere.
+const installHint = "`make bench-compare` installs it (apt-get install nginx-light haproxy), or leave it out with -only"
 
 // builtBinary checks a binary the Makefile builds (sluice, echo).
 func builtBinary(path, what string) (string, error) {
@@ -113,19 +100,6 @@ func raiseNofile() (uint64, error) {
 	return r.Max, nil
 }
 
-// clockTicks is CLK_TCK, the unit of /proc/PID/stat's CPU times. Go has no
-// sysconf; getconf asks the C library once, and 100 is what Linux has
-// reported to user space on every architecture for decades (USER_HZ).
-func clockTicks() float64 {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if err == nil {
-		if v, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && v > 0 {
-			return float64(v)
-		}
-	}
-	return 100
-}
-
 // Environment is the machine and the software a run measured.
 type Environment struct {
 	Date         string  `json:"date"`
@@ -145,85 +119,28 @@ type Environment struct {
 	EchoLoopsArg bool    `json:"echo_loops_flag"`
 }
 
-// combinedOutput runs a command and returns its stdout and stderr
-// together (nginx -v and -V write to stderr), "" if it cannot run.
-func combinedOutput(argv ...string) string {
-	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	return string(out)
-}
-
-// firstLine returns the first non-empty line of a command's combined
-// output.
-func firstLine(argv ...string) string {
-	for line := range strings.Lines(combinedOutput(argv...)) {
-		if s := strings.TrimSpace(line); s != "" {
-			return s
-		}
-	}
-	return ""
-}
-
-// loadAvg returns the three load averages from /proc/loadavg.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// procField returns the value of the first "key: value" line of a /proc
-// text file (cpuinfo's "model name", meminfo's "MemTotal").
-func procField(path, key string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "?"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == key {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
-}
-
-func kernelRelease() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "?"
-	}
-	return unix.ByteSliceToString(u.Release[:])
-}
-
 // environment records the machine and the versions of what will run.
 func environment(t tools, useNginx, useHAProxy, useSluice bool) Environment {
 	e := Environment{
 		Date:       time.Now().UTC().Format(time.RFC3339),
-		Kernel:     kernelRelease(),
-		CPUModel:   procField("/proc/cpuinfo", "model name"),
-		MemTotal:   procField("/proc/meminfo", "MemTotal"),
+		Kernel:     harness.KernelRelease(),
+		CPUModel:   harness.ProcField("/proc/cpuinfo", "model name"),
+		MemTotal:   harness.ProcField("/proc/meminfo", "MemTotal"),
 		Go:         runtime.Version(),
-		LoadStart:  loadAvg(),
-		ClockTicks: clockTicks(),
+		LoadStart:  harness.LoadAvg(),
+		ClockTicks: harness.ClockTicks(),
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		e.CPUs = bytes.Count(b, []byte("\nprocessor\t")) + 1
 	}
 	if useNginx {
-		e.Nginx = firstLine(t.nginx, "-v")
+		e.Nginx = harness.FirstLine(t.nginx, "-v")
 	}
 	if useHAProxy {
-		e.HAProxy = firstLine(t.haproxy, "-v")
+		e.HAProxy = harness.FirstLine(t.haproxy, "-v")
 	}
 	if useSluice {
-		e.Sluice = firstLine(t.sluice, "version")
+		e.Sluice = harness.FirstLine(t.sluice, "version")
 	}
 	return e
 }

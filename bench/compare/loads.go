@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/bench"
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
 
 // The loads, run in this order against each freshly started target: idle
@@ -145,20 +146,20 @@ func selfCPU() time.Duration {
 // runLoad runs one load against r and returns its Measure. CPU is read
 // inside OnMeasure, which the load generator calls synchronously at the
 // window's edges, so the reads bracket exactly the measured traffic.
-func (h *harness) runLoad(ctx context.Context, rep int, r *running, l load) Measure {
+func (h *runner) runLoad(ctx context.Context, rep int, r *running, l load) Measure {
 	m := Measure{Rep: rep, Target: r.name, Load: l.Name, Figures: map[string]float64{}}
 	if r.child != nil {
-		if err := r.child.refresh(); err != nil {
+		if err := r.child.Refresh(); err != nil {
 			m.Error, m.Flag = err.Error(), "target not running"
 			return m
 		}
 	}
 	procs := r.procs()
 	m.Processes = len(procs)
-	backend := h.backend.procs
+	backend := h.backend.Procs()
 	idle := l.Opts.Mode == bench.ModeIdle
 	if idle && procs != nil {
-		v, err := pssKiB(procs)
+		v, err := harness.PSSKiB(procs)
 		if err != nil {
 			m.Error, m.Flag = "PSS before: "+err.Error(), "no PSS"
 			return m
@@ -173,9 +174,12 @@ func (h *harness) runLoad(ctx context.Context, rep int, r *running, l load) Meas
 		ended      bool
 	)
 	take := func(held bool) snapshot {
-		s := snapshot{wall: time.Now(), proxy: cpuTicks(procs), backend: cpuTicks(backend), self: selfCPU()}
+		wall := time.Now()
+		proxy, _ := harness.CPUTicks(procs)
+		back, _ := harness.CPUTicks(backend)
+		s := snapshot{wall: wall, proxy: proxy, backend: back, self: selfCPU()}
 		if held && procs != nil {
-			s.pss, s.pssErr = pssKiB(procs)
+			s.pss, s.pssErr = harness.PSSKiB(procs)
 		}
 		return s
 	}

@@ -22,28 +22,28 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// harness is the state of one comparison run.
-type harness struct {
+// runner is the state of one comparison run.
+type runner struct {
 	tools             tools
 	env               Environment
 	proxyCPU, loadCPU int
 	tmp               string
-	ports             freePorts
-	kids              children
-	backend           *child
+	ports             harness.Ports
+	kids              harness.Children
+	backend           *harness.Child
 	backendAddr       string
 	nginxTemp         []string
 	log               io.Writer
@@ -91,10 +91,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench-compare: %v\n", err)
 		return 2
 	}
-	h := &harness{proxyCPU: *proxyCPU, loadCPU: *loadCPU, ports: freePorts{next: 21000}, log: stderr}
-	ctx, stop := h.signals()
+	h := &runner{proxyCPU: *proxyCPU, loadCPU: *loadCPU, ports: harness.Ports{Next: 21000}, log: stderr}
+	ctx, stop := h.kids.NotifyContext(h.log, "bench-compare")
 	defer stop()
-	defer h.kids.stopAll()
+	defer h.kids.StopAll()
 	cmd := "bench-compare " + strings.Join(args, " ")
 	if err := h.runAll(ctx, cmd, targets, *reps, *quick, *sluiceBin, *echoBin, *out, stdout); err != nil {
 		fmt.Fprintf(stderr, "bench-compare: %v\n", err)
@@ -125,36 +125,13 @@ func pickTargets(only string) ([]string, error) {
 	return ts, nil
 }
 
-// signals cancels the run's context on the first SIGINT or SIGTERM, so
-// the current load ends and the deferred cleanup stops every child; a
-// second signal stops the children at once and exits.
-func (h *harness) signals() (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		n := 0
-		for s := range sig {
-			n++
-			if n == 1 {
-				fmt.Fprintf(h.log, "\nbench-compare: %v: stopping (again to force)\n", s)
-				cancel()
-				continue
-			}
-			h.kids.stopAll()
-			os.Exit(130)
-		}
-	}()
-	return ctx, func() { signal.Stop(sig); cancel() }
-}
-
 // rotate returns ts starting at index k mod len(ts).
 func rotate(ts []string, k int) []string {
 	k %= len(ts)
 	return append(slices.Clone(ts[k:]), ts[:k]...)
 }
 
-func (h *harness) runAll(ctx context.Context, cmd string, targets []string, reps int, quick bool, sluiceBin, echoBin, outDir string, stdout io.Writer) error {
+func (h *runner) runAll(ctx context.Context, cmd string, targets []string, reps int, quick bool, sluiceBin, echoBin, outDir string, stdout io.Writer) error {
 	began := time.Now()
 	// 1. Preflight: pin, fds, binaries, environment.
 	was, err := pinSelf(h.loadCPU)
@@ -165,18 +142,18 @@ func (h *harness) runAll(ctx context.Context, cmd string, targets []string, reps
 	if err != nil {
 		return fmt.Errorf("raise RLIMIT_NOFILE: %w", err)
 	}
-	if _, err := findTool("taskset"); err != nil {
+	if _, err := harness.FindTool("taskset", installHint); err != nil {
 		return errors.New("taskset not found (package util-linux)")
 	}
 	use := func(t string) bool { return slices.Contains(targets, t) }
 	if use(targetNginx) {
-		if h.tools.nginx, err = findTool("nginx"); err != nil {
+		if h.tools.nginx, err = harness.FindTool("nginx", installHint); err != nil {
 			return err
 		}
-		h.nginxTemp = nginxTempPaths(combinedOutput(h.tools.nginx, "-V"))
+		h.nginxTemp = harness.NginxTempPaths(harness.CombinedOutput(h.tools.nginx, "-V"))
 	}
 	if use(targetHAProxy) || use(targetHAProxySplice) {
-		if h.tools.haproxy, err = findTool("haproxy"); err != nil {
+		if h.tools.haproxy, err = harness.FindTool("haproxy", installHint); err != nil {
 			return err
 		}
 	}
@@ -208,19 +185,19 @@ func (h *harness) runAll(ctx context.Context, cmd string, targets []string, reps
 	} else {
 		fmt.Fprintf(h.log, "bench-compare: warning: %s has no -loops flag; starting it without\n", echoBin)
 	}
-	port, err := h.ports.take()
+	port, err := h.ports.Take()
 	if err != nil {
 		return err
 	}
 	h.backendAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	backendArgs[1] = "-listen=" + h.backendAddr
-	if h.backend, err = h.kids.start("echo", h.loadCPU, filepath.Join(h.tmp, "echo.log"), backendArgs...); err != nil {
+	if h.backend, err = h.kids.Start("echo", h.loadCPU, filepath.Join(h.tmp, "echo.log"), backendArgs...); err != nil {
 		return err
 	}
 	if err := waitReady(ctx, h.backend, h.backendAddr, wsPath, 10*time.Second); err != nil {
 		return err
 	}
-	if err := h.backend.refresh(); err != nil {
+	if err := h.backend.Refresh(); err != nil {
 		return err
 	}
 
@@ -257,7 +234,7 @@ func (h *harness) runAll(ctx context.Context, cmd string, targets []string, reps
 	addOverDirect(res.Measures)
 	conditionKeys(res.Measures)
 	res.Summary = aggregate(res.Measures, figureLoads())
-	h.env.LoadEnd = loadAvg()
+	h.env.LoadEnd = harness.LoadAvg()
 	res.Environment = h.env
 	res.TotalS = time.Since(began).Seconds()
 
@@ -278,9 +255,9 @@ func (h *harness) runAll(ctx context.Context, cmd string, targets []string, reps
 // runTarget starts one target, runs every load against it, and stops it.
 // A load that fails is recorded as flagged and the next one runs; only a
 // target that will not start, a dead backend, or an interrupt end the run.
-func (h *harness) runTarget(ctx context.Context, rep, reps int, t string, seq int, ls []load) (ms []Measure, cfg, logs string, err error) {
-	if h.backend.exited() {
-		return nil, "", "", fmt.Errorf("the echo backend exited: %v%s", h.backend.waitErr, h.backend.logTail())
+func (h *runner) runTarget(ctx context.Context, rep, reps int, t string, seq int, ls []load) (ms []Measure, cfg, logs string, err error) {
+	if h.backend.Exited() {
+		return nil, "", "", fmt.Errorf("the echo backend exited: %v%s", h.backend.WaitErr(), h.backend.LogTail())
 	}
 	r, err := h.startTarget(ctx, t, seq)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-proxy/sluice/bench"
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
 
 // Results is everything a run measured; results.json holds it whole.
@@ -25,8 +26,8 @@ type Results struct {
 	TargetLogs []TargetLog `json:"target_logs,omitempty"`
 	Measures   []Measure   `json:"measures"`
 	// Summary maps figure key → target → median, min, max.
-	Summary map[string]map[string]stat `json:"summary"`
-	TotalS  float64                    `json:"total_s"`
+	Summary map[string]map[string]harness.Stat `json:"summary"`
+	TotalS  float64                            `json:"total_s"`
 }
 
 // Settings are how the run was configured.
@@ -48,57 +49,9 @@ type TargetLog struct {
 	Text   string `json:"text"`
 }
 
-// The markers that delimit the generated section of BENCHMARKS.md.
-const (
-	beginMarker = "<!-- bench-compare:begin -->"
-	endMarker   = "<!-- bench-compare:end -->"
-)
-
-// replaceSection puts section between the marker lines of doc, replacing
-// what was there, and leaves every other byte of doc alone. Without
-// markers the section is appended at the end, markers included, so the
-// next run finds them. Running it twice with the same section gives the
-// same document.
-func replaceSection(doc, section string) (string, error) {
-	if !strings.HasSuffix(section, "\n") {
-		section += "\n"
-	}
-	b := markerLine(doc, beginMarker)
-	e := markerLine(doc, endMarker)
-	switch {
-	case b < 0 && e < 0:
-		if doc != "" && !strings.HasSuffix(doc, "\n") {
-			doc += "\n"
-		}
-		if doc != "" {
-			doc += "\n"
-		}
-		return doc + beginMarker + "\n" + section + endMarker + "\n", nil
-	case b < 0 || e < 0:
-		return "", errors.New("BENCHMARKS.md has one bench-compare marker without the other")
-	case e < b:
-		return "", errors.New("BENCHMARKS.md has the bench-compare end marker before the begin marker")
-	}
-	afterBegin := b + len(beginMarker)
-	if afterBegin < len(doc) && doc[afterBegin] == '\n' {
-		afterBegin++
-	}
-	return doc[:afterBegin] + section + doc[e:], nil
-}
-
-// markerLine returns the offset of the line that is exactly marker
-// (surrounding spaces allowed), or -1. A marker quoted inside a sentence
-// does not count.
-func markerLine(doc, marker string) int {
-	off := 0
-	for line := range strings.Lines(doc) {
-		if strings.TrimSpace(line) == marker {
-			return off
-		}
-		off += len(line)
-	}
-	return -1
-}
+// benchSection is this command's part of BENCHMARKS.md, between the
+// bench-compare markers.
+var benchSection = harness.Section{Doc: "BENCHMARKS.md", Name: "bench-compare"}
 
 // chartSpec is one SVG file: figures drawn as one series each.
 type chartSpec struct {
@@ -145,7 +98,7 @@ func better(f figure) string {
 
 // buildChart draws the figures of spec for the targets that have them.
 // Several figures share a chart as series: "nginx p50", "nginx p99".
-func buildChart(spec chartSpec, figs map[string]figure, sum map[string]map[string]stat, targets []string) chart {
+func buildChart(spec chartSpec, figs map[string]figure, sum map[string]map[string]harness.Stat, targets []string) chart {
 	first := figs[spec.Figs[0]]
 	c := chart{Title: first.Title, Note: first.Unit + ", median of the repetitions with min–max; " + better(first), Prec: first.Prec}
 	if len(spec.Figs) > 1 {
@@ -372,7 +325,7 @@ func spreads(r *Results, figs []figure) string {
 
 // figureTable writes one figure's table: median, min–max, repetitions,
 // ratio to nginx and, where direct has the figure, ratio to direct.
-func figureTable(b *strings.Builder, f figure, sum map[string]stat, targets []string) {
+func figureTable(b *strings.Builder, f figure, sum map[string]harness.Stat, targets []string) {
 	nginx, hasNginx := sum[targetNginx]
 	direct, hasDirect := sum[targetDirect]
 	showDirect := f.Direct && hasDirect
@@ -537,7 +490,7 @@ func writeOutputs(dir string, r *Results, figs []figure) error {
 	if len(old) == 0 {
 		old = []byte("# sluice benchmarks\n")
 	}
-	doc, err := replaceSection(string(old), markdown(r, figs))
+	doc, err := benchSection.Replace(string(old), markdown(r, figs))
 	if err != nil {
 		return fmt.Errorf("%s: %w", mdPath, err)
 	}

@@ -10,49 +10,6 @@ import (
 	"github.com/sluice-proxy/sluice/bench"
 )
 
-func TestReplaceSection(t *testing.T) {
-	doc := "# sluice benchmarks\n\nIntro.\n\n" + beginMarker + "\nold table\nold chart\n" + endMarker + "\n\n## Later section\n\nKept.\n"
-	got, err := replaceSection(doc, "new section")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "# sluice benchmarks\n\nIntro.\n\n" + beginMarker + "\nnew section\n" + endMarker + "\n\n## Later section\n\nKept.\n"
-	if got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
-	}
-	again, _ := replaceSection(got, "new section")
-	if again != got {
-		t.Errorf("not idempotent:\n%s", again)
-	}
-
-	// No markers: appended with them, the rest untouched; then replaced.
-	plain := "# sluice benchmarks\n\nText without a newline at the end"
-	got, err = replaceSection(plain, "S1\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(got, plain+"\n") || !strings.HasSuffix(got, "\n"+beginMarker+"\nS1\n"+endMarker+"\n") {
-		t.Errorf("append:\n%q", got)
-	}
-	got2, _ := replaceSection(got, "S2\n")
-	if got2 != strings.Replace(got, "S1", "S2", 1) {
-		t.Errorf("second run:\n%q", got2)
-	}
-
-	// A marker mentioned inside a sentence is not a marker line.
-	quoted := "Run it; it writes between `" + beginMarker + "` and the end marker.\n"
-	got, _ = replaceSection(quoted, "S")
-	if !strings.HasPrefix(got, quoted) || strings.Count(got, beginMarker) != 2 {
-		t.Errorf("quoted marker taken for a real one:\n%s", got)
-	}
-
-	for _, bad := range []string{beginMarker + "\nx\n", "x\n" + endMarker + "\n", endMarker + "\n" + beginMarker + "\n"} {
-		if _, err := replaceSection(bad, "S"); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
-
 // fakeResults is a small run: two reps, nginx, sluice and direct.
 func fakeResults() (*Results, []figure) {
 	ls := loads(false)
@@ -117,7 +74,7 @@ func TestMarkdownAndOutputs(t *testing.T) {
 			t.Errorf("markdown lacks %q", s)
 		}
 	}
-	if strings.Contains(md, beginMarker) || strings.Contains(md, "NaN") {
+	if strings.Contains(md, benchSection.Begin()) || strings.Contains(md, "NaN") {
 		t.Error("markdown contains a marker or NaN")
 	}
 
@@ -132,7 +89,7 @@ func TestMarkdownAndOutputs(t *testing.T) {
 		}
 	}
 	doc, _ := os.ReadFile(filepath.Join(dir, "BENCHMARKS.md"))
-	if !strings.HasPrefix(string(doc), md0) || strings.Count(string(doc), beginMarker) != 1 {
+	if !strings.HasPrefix(string(doc), md0) || strings.Count(string(doc), benchSection.Begin()) != 1 {
 		t.Errorf("BENCHMARKS.md after two runs:\n%s", doc)
 	}
 	for _, s := range sections() {

@@ -3,8 +3,9 @@ package main
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strings"
+
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
 
 // Figure keys. Rate figures carry a payload suffix, "_128" or "_16k".
@@ -72,38 +73,10 @@ func figures(ls []load) []figure {
 	}
 }
 
-// stat is a figure's summary over the repetitions that were not flagged.
-type stat struct {
-	Median float64 `json:"median"`
-	Min    float64 `json:"min"`
-	Max    float64 `json:"max"`
-	// N is how many repetitions counted; Of how many ran.
-	N  int `json:"n"`
-	Of int `json:"of"`
-}
-
-// summarize returns the median, min and max of vs; ok is false for none.
-// The median of an even count is the mean of the two middle values.
-func summarize(vs []float64) (s stat, ok bool) {
-	if len(vs) == 0 {
-		return stat{}, false
-	}
-	v := slices.Clone(vs)
-	slices.Sort(v)
-	n := len(v)
-	s = stat{Min: v[0], Max: v[n-1], N: n, Of: n}
-	if n%2 == 1 {
-		s.Median = v[n/2]
-	} else {
-		s.Median = (v[n/2-1] + v[n/2]) / 2
-	}
-	return s, true
-}
-
 // aggregate summarizes every figure per target: figure key → target →
-// stat. Flagged measures are left out of the values but counted in Of, so
+// harness.Stat. Flagged measures are left out of the values but counted in Of, so
 // a table shows "2 of 3" instead of quietly averaging a broken run.
-func aggregate(ms []Measure, loadOf map[string]string) map[string]map[string]stat {
+func aggregate(ms []Measure, loadOf map[string]string) map[string]map[string]harness.Stat {
 	type key struct{ fig, target string }
 	vals := map[key][]float64{}
 	ran := map[key]int{}
@@ -125,12 +98,12 @@ func aggregate(ms []Measure, loadOf map[string]string) map[string]map[string]sta
 			}
 		}
 	}
-	out := map[string]map[string]stat{}
+	out := map[string]map[string]harness.Stat{}
 	for k, n := range ran {
-		s, _ := summarize(vals[k]) // N = 0 when every repetition was flagged
+		s, _ := harness.Summarize(vals[k]) // N = 0 when every repetition was flagged
 		s.Of = n
 		if out[k.fig] == nil {
-			out[k.fig] = map[string]stat{}
+			out[k.fig] = map[string]harness.Stat{}
 		}
 		out[k.fig][k.target] = s
 	}
@@ -181,7 +154,7 @@ func conditionKeys(ms []Measure) {
 
 // ratio returns a/b when both are positive medians, else NaN: a ratio of
 // a negative latency difference or of a missing figure means nothing.
-func ratio(a, b stat) float64 {
+func ratio(a, b harness.Stat) float64 {
 	if a.N == 0 || b.N == 0 || a.Median <= 0 || b.Median <= 0 {
 		return math.NaN()
 	}

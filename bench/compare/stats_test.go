@@ -5,33 +5,8 @@ import (
 	"testing"
 
 	"github.com/sluice-proxy/sluice/bench"
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
-
-func TestSummarize(t *testing.T) {
-	for _, tc := range []struct {
-		in            []float64
-		med, min, max float64
-	}{
-		{[]float64{5}, 5, 5, 5},
-		{[]float64{3, 1, 2}, 2, 1, 3},
-		{[]float64{4, 1, 3, 2}, 2.5, 1, 4},
-		{[]float64{-3, 7, -1}, -1, -3, 7},
-	} {
-		in := append([]float64(nil), tc.in...)
-		s, ok := summarize(tc.in)
-		if !ok || s.Median != tc.med || s.Min != tc.min || s.Max != tc.max || s.N != len(tc.in) {
-			t.Errorf("%v: got %+v", tc.in, s)
-		}
-		for i := range in {
-			if in[i] != tc.in[i] {
-				t.Errorf("summarize reordered its input: %v", tc.in)
-			}
-		}
-	}
-	if _, ok := summarize(nil); ok {
-		t.Error("summary of nothing")
-	}
-}
 
 func TestAggregateLeavesOutFlagged(t *testing.T) {
 	ms := []Measure{
@@ -60,10 +35,10 @@ func TestAggregateLeavesOutFlagged(t *testing.T) {
 	if !math.IsNaN(ratio(sum[figMBs]["sluice"], sum[figMBs]["nginx"])) {
 		t.Error("ratio of a figure without values")
 	}
-	if r := ratio(stat{Median: 3, N: 1}, stat{Median: 2, N: 1}); r != 1.5 {
+	if r := ratio(harness.Stat{Median: 3, N: 1}, harness.Stat{Median: 2, N: 1}); r != 1.5 {
 		t.Errorf("ratio 3/2 = %v", r)
 	}
-	if !math.IsNaN(ratio(stat{Median: -3, N: 1}, stat{Median: 2, N: 1})) {
+	if !math.IsNaN(ratio(harness.Stat{Median: -3, N: 1}, harness.Stat{Median: 2, N: 1})) {
 		t.Error("ratio of a negative median")
 	}
 }

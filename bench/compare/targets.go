@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
 
 // The targets, in the order tables and charts list them.
@@ -111,19 +113,6 @@ func nginxConfig(prefix string, port int, backend string, asRoot bool, tempPaths
 	return b.String()
 }
 
-// nginxTempPaths returns the *_temp_path directives the nginx binary
-// supports, judged from `nginx -V` (a module built --without-X has no
-// X_temp_path directive).
-func nginxTempPaths(nginxV string) []string {
-	out := []string{"client_body_temp_path", "proxy_temp_path"}
-	for _, m := range []string{"fastcgi", "uwsgi", "scgi"} {
-		if !strings.Contains(nginxV, "--without-http_"+m+"_module") {
-			out = append(out, m+"_temp_path")
-		}
-	}
-	return out
-}
-
 // haproxyConfig is HAProxy in HTTP mode with WebSocket-length timeouts (a
 // tunnel lives by "timeout tunnel" once upgraded), one thread, and no log
 // section at all. splice adds "option splice-auto": HAProxy then moves
@@ -189,27 +178,27 @@ func sluiceConfig(port int, backend string) string {
 // running is a started target.
 type running struct {
 	name   string
-	addr   string // host:port the load goes to
-	child  *child // nil for direct
-	config string // the generated config file, "" for direct
+	addr   string         // host:port the load goes to
+	child  *harness.Child // nil for direct
+	config string         // the generated config file, "" for direct
 }
 
 // procs is the target's process tree, nil for direct.
-func (r *running) procs() []proc {
+func (r *running) procs() []harness.Proc {
 	if r.child == nil {
 		return nil
 	}
-	return r.child.procs
+	return r.child.Procs()
 }
 
 // startTarget writes the target's config into its own directory under
 // h.tmp, checks it with the proxy's own checker, starts the proxy pinned
 // to the proxy CPU and waits until an upgrade goes through it.
-func (h *harness) startTarget(ctx context.Context, name string, seq int) (r *running, err error) {
+func (h *runner) startTarget(ctx context.Context, name string, seq int) (r *running, err error) {
 	if name == targetDirect {
 		return &running{name: name, addr: h.backendAddr}, nil
 	}
-	port, err := h.ports.take()
+	port, err := h.ports.Take()
 	if err != nil {
 		return nil, err
 	}
@@ -251,17 +240,17 @@ func (h *harness) startTarget(ctx context.Context, name string, seq int) (r *run
 	if out, err := exec.Command(check[0], check[1:]...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("%s rejects its generated config %s: %v\n%s", name, file, err, out)
 	}
-	c, err := h.kids.start(name, h.proxyCPU, filepath.Join(dir, "output.log"), argv...)
+	c, err := h.kids.Start(name, h.proxyCPU, filepath.Join(dir, "output.log"), argv...)
 	if err != nil {
 		return nil, err
 	}
 	r.child = c
 	if err := waitReady(ctx, c, r.addr, wsPath, 10*time.Second); err != nil {
-		h.kids.stop(c)
+		h.kids.Stop(c)
 		return nil, err
 	}
-	if err := c.refresh(); err != nil {
-		h.kids.stop(c)
+	if err := c.Refresh(); err != nil {
+		h.kids.Stop(c)
 		return nil, err
 	}
 	return r, nil
@@ -269,25 +258,10 @@ func (h *harness) startTarget(ctx context.Context, name string, seq int) (r *run
 
 // stopTarget stops the target and returns what it wrote to its logs
 // (stdout, stderr and, for nginx, error.log), trimmed, for the report.
-func (h *harness) stopTarget(r *running) string {
+func (h *runner) stopTarget(r *running) string {
 	if r.child == nil {
 		return ""
 	}
-	h.kids.stop(r.child)
-	var logs []string
-	dir := filepath.Dir(r.child.logPath)
-	for _, f := range []string{r.child.logPath, filepath.Join(dir, "error.log")} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if s := strings.TrimSpace(string(b)); s != "" {
-			logs = append(logs, s)
-		}
-	}
-	s := strings.Join(logs, "\n")
-	if len(s) > 4000 {
-		s = s[:4000] + "\n[...]"
-	}
-	return s
+	h.kids.Stop(r.child)
+	return r.child.Logs()
 }

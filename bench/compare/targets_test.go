@@ -4,11 +4,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-proxy/sluice/bench/harness"
 	"github.com/sluice-proxy/sluice/configs"
 )
 
 func TestNginxConfig(t *testing.T) {
-	c := nginxConfig("/tmp/p", 21001, "127.0.0.1:21000", true, nginxTempPaths("configure arguments: --with-http_ssl_module --without-http_uwsgi_module"))
+	c := nginxConfig("/tmp/p", 21001, "127.0.0.1:21000", true, harness.NginxTempPaths("configure arguments: --with-http_ssl_module --without-http_uwsgi_module"))
 	for _, d := range []string{
 		"user root;",
 		"worker_processes 1;",

@@ -153,19 +153,6 @@ func backendConfig(prefix string, port int, asRoot bool, tempPaths []string) str
 	return b.String()
 }
 
-// nginxTempPaths returns the *_temp_path directives the nginx binary
-// supports, judged from `nginx -V` (a module built --without-X has no
-// X_temp_path directive).
-func nginxTempPaths(nginxV string) []string {
-	out := []string{"client_body_temp_path", "proxy_temp_path"}
-	for _, m := range []string{"fastcgi", "uwsgi", "scgi"} {
-		if !strings.Contains(nginxV, "--without-http_"+m+"_module") {
-			out = append(out, m+"_temp_path")
-		}
-	}
-	return out
-}
-
 // sluiceConfig is the sluice under test, the same two locations as
 // nginxConfig: one worker, warnings only, access log off.
 func sluiceConfig(port int, root, backend string) string {

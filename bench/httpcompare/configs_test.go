@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
 
 func TestSmallText(t *testing.T) {
@@ -122,7 +123,7 @@ func TestNginxAccepts(t *testing.T) {
 	if err := writeDocRoot(root); err != nil {
 		t.Fatal(err)
 	}
-	temp := nginxTempPaths(firstLineAll(nginx, "-V"))
+	temp := harness.NginxTempPaths(harness.CombinedOutput(nginx, "-V"))
 	for name, cfg := range map[string]string{
 		"target":  nginxConfig(dir, 23001, root, "127.0.0.1:23000", os.Geteuid() == 0, temp),
 		"backend": backendConfig(dir, 23000, os.Geteuid() == 0, temp),
@@ -134,13 +135,5 @@ func TestNginxAccepts(t *testing.T) {
 		if out, err := exec.Command(nginx, "-t", "-q", "-p", dir, "-c", file).CombinedOutput(); err != nil {
 			t.Errorf("nginx -t %s: %v\n%s\n%s", name, err, out, cfg)
 		}
-	}
-}
-
-func TestNginxTempPaths(t *testing.T) {
-	got := nginxTempPaths("configure arguments: --without-http_uwsgi_module --without-http_scgi_module")
-	want := []string{"client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path"}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %v, want %v", got, want)
 	}
 }

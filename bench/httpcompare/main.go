@@ -22,13 +22,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
 
 func main() {
@@ -48,14 +48,14 @@ type options struct {
 	highLoad           float64
 }
 
-// harness is the state of one run.
-type harness struct {
+// runner is the state of one run.
+type runner struct {
 	opt         options
 	tmp         string
 	root        string // the document root
-	ports       freePorts
-	kids        children
-	backend     *child
+	ports       harness.Ports
+	kids        harness.Children
+	backend     *harness.Child
 	backendAddr string
 	nginxTemp   []string
 	ticks       float64 // CLK_TCK
@@ -120,10 +120,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench-http: %v\n", err)
 		return 2
 	}
-	h := &harness{opt: o, ports: freePorts{next: 23000}, log: stderr, configs: map[string]string{}}
-	ctx, stop := h.signals()
+	h := &runner{opt: o, ports: harness.Ports{Next: 23000}, log: stderr, configs: map[string]string{}}
+	ctx, stop := h.kids.NotifyContext(h.log, "bench-http")
 	defer stop()
-	defer h.kids.stopAll()
+	defer h.kids.StopAll()
 	cmd := "bench-http " + strings.Join(args, " ")
 	if err := h.runAll(ctx, strings.TrimSpace(cmd), stdout); err != nil {
 		fmt.Fprintf(stderr, "bench-http: %v\n", err)
@@ -144,36 +144,13 @@ func pickTargets(only string) ([]string, error) {
 	return []string{only}, nil
 }
 
-// signals cancels the run's context on the first SIGINT or SIGTERM, so
-// the current wrk run ends and the deferred cleanup stops every child; a
-// second signal stops the children at once and exits.
-func (h *harness) signals() (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		n := 0
-		for s := range sig {
-			n++
-			if n == 1 {
-				fmt.Fprintf(h.log, "\nbench-http: %v: stopping (again to force)\n", s)
-				cancel()
-				continue
-			}
-			h.kids.stopAll()
-			os.Exit(130)
-		}
-	}()
-	return ctx, func() { signal.Stop(sig); cancel() }
-}
-
 // rotate returns ts starting at index k mod len(ts).
 func rotate(ts []string, k int) []string {
 	k %= len(ts)
 	return append(slices.Clone(ts[k:]), ts[:k]...)
 }
 
-func (h *harness) runAll(ctx context.Context, cmd string, stdout io.Writer) error {
+func (h *runner) runAll(ctx context.Context, cmd string, stdout io.Writer) error {
 	began := time.Now()
 	o := &h.opt
 	// 1. Preflight: binaries, a scratch directory, the document root.
@@ -208,15 +185,15 @@ func (h *harness) runAll(ctx context.Context, cmd string, stdout io.Writer) erro
 	if err := writeDocRoot(h.root); err != nil {
 		return err
 	}
-	h.nginxTemp = nginxTempPaths(firstLineAll(o.nginx, "-V"))
-	h.ticks = clockTicks()
+	h.nginxTemp = harness.NginxTempPaths(harness.CombinedOutput(o.nginx, "-V"))
+	h.ticks = harness.ClockTicks()
 	env := environment(o.nginx, o.wrk, sluiceBin)
 
 	// 2. The backend, for the whole run.
 	if err := h.startBackend(ctx); err != nil {
 		return err
 	}
-	defer h.kids.stop(h.backend)
+	defer h.kids.Stop(h.backend)
 
 	// 3. The measurements, targets rotated per repetition.
 	res := &Results{Environment: env, Configs: h.configs}
@@ -249,7 +226,7 @@ func (h *harness) runAll(ctx context.Context, cmd string, stdout io.Writer) erro
 	}
 
 	// 4. Report.
-	res.Environment.LoadEnd = loadAvg()
+	res.Environment.LoadEnd = harness.LoadAvg()
 	res.Summary = aggregate(res.Measures)
 	res.TotalS = time.Since(began).Seconds()
 	if err := writeOutputs(o.out, res); err != nil {
@@ -271,13 +248,6 @@ func (h *harness) runAll(ctx context.Context, cmd string, stdout io.Writer) erro
 	return nil
 }
 
-// firstLineAll is the whole combined output of a command (nginx -V), "" if
-// it cannot run.
-func firstLineAll(argv ...string) string {
-	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	return string(out)
-}
-
 // progressLine is one measurement in a line for the terminal.
 func progressLine(m Measure) string {
 	if m.Error != "" {
@@ -295,8 +265,8 @@ func progressLine(m Measure) string {
 
 // startBackend starts the nginx behind /api/ on the load CPU and waits
 // until it answers.
-func (h *harness) startBackend(ctx context.Context) error {
-	port, err := h.ports.take()
+func (h *runner) startBackend(ctx context.Context) error {
+	port, err := h.ports.Take()
 	if err != nil {
 		return err
 	}
@@ -318,12 +288,12 @@ func (h *harness) startBackend(ctx context.Context) error {
 	if err := waitHTTP(ctx, c, "http://"+h.backendAddr+"/", []byte(backendBody), 10*time.Second); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
-	return c.refresh()
+	return c.Refresh()
 }
 
 // startChecked writes cfg to file, has the program check it, and starts
 // argv pinned to cpu with its output in dir/output.log.
-func (h *harness) startChecked(ctx context.Context, name string, cpu int, dir, file, cfg string, check, argv []string) (*child, error) {
+func (h *runner) startChecked(ctx context.Context, name string, cpu int, dir, file, cfg string, check, argv []string) (*harness.Child, error) {
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -332,13 +302,13 @@ func (h *harness) startChecked(ctx context.Context, name string, cpu int, dir, f
 	if out, err := exec.CommandContext(cctx, check[0], check[1:]...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("%s rejects its generated config %s: %v\n%s", name, file, err, out)
 	}
-	return h.kids.start(name, cpu, filepath.Join(dir, "output.log"), argv...)
+	return h.kids.Start(name, cpu, filepath.Join(dir, "output.log"), argv...)
 }
 
 // startTarget starts a fresh target on the proxy CPU and waits until the
 // load's URL answers with the expected bytes.
-func (h *harness) startTarget(ctx context.Context, target, load string) (*child, string, error) {
-	port, err := h.ports.take()
+func (h *runner) startTarget(ctx context.Context, target, load string) (*harness.Child, string, error) {
+	port, err := h.ports.Take()
 	if err != nil {
 		return nil, "", err
 	}
@@ -376,34 +346,16 @@ func (h *harness) startTarget(ctx context.Context, target, load string) (*child,
 		want = []byte(backendBody)
 	}
 	if err := waitHTTP(ctx, c, url, want, 10*time.Second); err != nil {
-		h.kids.stop(c)
-		return nil, "", fmt.Errorf("%s: %w%s", target, err, c.logTail())
+		h.kids.Stop(c)
+		return nil, "", fmt.Errorf("%s: %w%s", target, err, c.LogTail())
 	}
 	return c, url, nil
-}
-
-// targetLog is what a stopped target wrote to its output and, for nginx,
-// its error.log, trimmed for the JSON.
-func targetLog(c *child) string {
-	var logs []string
-	for _, f := range []string{c.logPath, filepath.Join(filepath.Dir(c.logPath), "error.log")} {
-		if b, err := os.ReadFile(f); err == nil {
-			if s := strings.TrimSpace(string(b)); s != "" {
-				logs = append(logs, s)
-			}
-		}
-	}
-	s := strings.Join(logs, "\n")
-	if len(s) > 4000 {
-		s = s[:4000] + "\n[...]"
-	}
-	return s
 }
 
 // measure is one measurement: a fresh target, a warm-up, then the wrk run
 // with the CPU counters read at its edges. It never fails: a failure is
 // recorded in Measure.Error and the run goes on with the next one.
-func (h *harness) measure(ctx context.Context, rep, order int, target, load string) (m Measure) {
+func (h *runner) measure(ctx context.Context, rep, order int, target, load string) (m Measure) {
 	m = Measure{Rep: rep, Order: order, Target: target, Load: load}
 	fail := func(err error) Measure { m.Error = err.Error(); return m }
 	c, url, err := h.startTarget(ctx, target, load)
@@ -411,8 +363,8 @@ func (h *harness) measure(ctx context.Context, rep, order int, target, load stri
 		return fail(err)
 	}
 	defer func() {
-		h.kids.stop(c)
-		m.Log = targetLog(c)
+		h.kids.Stop(c)
+		m.Log = c.Logs()
 	}()
 	m.URL = url
 	if h.opt.warmup > 0 {
@@ -421,26 +373,26 @@ func (h *harness) measure(ctx context.Context, rep, order int, target, load stri
 		}
 	}
 	// The tree is read after the warm-up: a process born by then is in it.
-	if err := c.refresh(); err != nil {
+	if err := c.Refresh(); err != nil {
 		return fail(err)
 	}
-	if err := h.backend.refresh(); err != nil {
+	if err := h.backend.Refresh(); err != nil {
 		return fail(fmt.Errorf("backend: %w", err))
 	}
-	procs, bprocs := c.procs, h.backend.procs
+	procs, bprocs := c.Procs(), h.backend.Procs()
 
 	m.LoadBefore = loadAvg1()
-	cpu0, err0 := readCPU(h.opt.proxyCPU)
-	b0, _ := cpuTicks(bprocs)
+	cpu0, err0 := harness.ReadCPU(h.opt.proxyCPU)
+	b0, _ := harness.CPUTicks(bprocs)
 	t0 := time.Now()
-	p0, _ := cpuTicks(procs)
+	p0, _ := harness.CPUTicks(procs)
 
 	out, werr := runWrk(ctx, wrkArgs(h.opt.wrk, h.opt.loadCPU, h.opt.conns, h.opt.duration, url), h.opt.duration)
 
-	p1, alive := cpuTicks(procs)
+	p1, alive := harness.CPUTicks(procs)
 	wall := time.Since(t0)
-	b1, _ := cpuTicks(bprocs)
-	cpu1, err1 := readCPU(h.opt.proxyCPU)
+	b1, _ := harness.CPUTicks(bprocs)
+	cpu1, err1 := harness.ReadCPU(h.opt.proxyCPU)
 	m.LoadAfter = loadAvg1()
 
 	m.WrkOutput = out

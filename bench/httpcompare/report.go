@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
 
 // Results is everything a run measured; http-results.json holds it whole.
@@ -82,58 +84,9 @@ type Measure struct {
 	Log string `json:"log,omitempty"`
 }
 
-// The markers that delimit the generated section of BENCHMARKS.md.
-const (
-	beginMarker = "<!-- bench-http:begin -->"
-	endMarker   = "<!-- bench-http:end -->"
-)
-
-// replaceSection puts section between the marker lines of doc, replacing
-// what was there, and leaves every other byte of doc alone. Without
-// markers the section is appended at the end, markers included, so the
-// next run finds them. Running it twice with the same section gives the
-// same document.
-func replaceSection(doc, section string) (string, error) {
-	if !strings.HasSuffix(section, "\n") {
-		section += "\n"
-	}
-	b := markerLine(doc, beginMarker)
-	e := markerLine(doc, endMarker)
-	switch {
-	case b < 0 && e < 0:
-		if doc != "" && !strings.HasSuffix(doc, "\n") {
-			doc += "\n"
-		}
-		if doc != "" {
-			doc += "\n"
-		}
-		return doc + beginMarker + "\n" + section + endMarker + "\n", nil
-	case b < 0 || e < 0:
-		return "", errors.New("BENCHMARKS.md has one bench-http marker without the other")
-	case e < b:
-		return "", errors.New("BENCHMARKS.md has the bench-http end marker before the begin marker")
-	}
-	// The section starts on the line after the begin marker's line.
-	afterBegin := len(doc)
-	if nl := strings.IndexByte(doc[b:], '\n'); nl >= 0 {
-		afterBegin = b + nl + 1
-	}
-	return doc[:afterBegin] + section + doc[e:], nil
-}
-
-// markerLine returns the offset of the line that is exactly marker
-// (surrounding spaces allowed), or -1. A marker quoted inside a sentence
-// does not count.
-func markerLine(doc, marker string) int {
-	off := 0
-	for line := range strings.Lines(doc) {
-		if strings.TrimSpace(line) == marker {
-			return off
-		}
-		off += len(line)
-	}
-	return -1
-}
+// benchSection is this command's part of BENCHMARKS.md, between the
+// bench-http markers.
+var benchSection = harness.Section{Doc: "BENCHMARKS.md", Name: "bench-http"}
 
 // The two targets, in table order.
 const (
@@ -153,7 +106,7 @@ func loadTitle(load string) string {
 
 // cell is "median (min–max)", or just the median for one value, with an
 // "n of m" note when some measurements did not count.
-func cell(s stat, ok bool, prec int) string {
+func cell(s harness.Stat, ok bool, prec int) string {
 	if !ok || s.N == 0 {
 		return "–"
 	}
@@ -168,7 +121,7 @@ func cell(s stat, ok bool, prec int) string {
 }
 
 // latency formats microseconds for a table: µs below 10 ms, else ms.
-func latency(s stat, ok bool) string {
+func latency(s harness.Stat, ok bool) string {
 	if !ok || s.N == 0 {
 		return "–"
 	}
@@ -209,7 +162,7 @@ func errorCell(ms []Measure, load, target string) string {
 
 // goal is the verdict on the issue's target for one load: sluice serves
 // at least as many requests per CPU-second as nginx.
-func goal(sum map[string]map[string]stat) string {
+func goal(sum map[string]map[string]harness.Stat) string {
 	s, okS := sum[targetSluice][figReqPerCPUS]
 	n, okN := sum[targetNginx][figReqPerCPUS]
 	if !okS || !okN {
@@ -269,7 +222,7 @@ func markdown(r *Results) string {
 		w("%s", sep)
 		for _, t := range set.Targets {
 			figs := sum[t]
-			get := func(f string) (stat, bool) { s, ok := figs[f]; return s, ok }
+			get := func(f string) (harness.Stat, bool) { s, ok := figs[f]; return s, ok }
 			row := fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", t,
 				cell2(get, figReqPerS, 0), cell2(get, figCPUUsPerReq, 2), cell2(get, figReqPerCPUS, 0),
 				lat2(get, figP50), lat2(get, figP99))
@@ -345,12 +298,12 @@ func markdown(r *Results) string {
 	return b.String()
 }
 
-func cell2(get func(string) (stat, bool), f string, prec int) string {
+func cell2(get func(string) (harness.Stat, bool), f string, prec int) string {
 	s, ok := get(f)
 	return cell(s, ok, prec)
 }
 
-func lat2(get func(string) (stat, bool), f string) string {
+func lat2(get func(string) (harness.Stat, bool), f string) string {
 	s, ok := get(f)
 	return latency(s, ok)
 }
@@ -407,7 +360,7 @@ func writeOutputs(dir string, r *Results) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	out, err := replaceSection(string(doc), markdown(r))
+	out, err := benchSection.Replace(string(doc), markdown(r))
 	if err != nil {
 		return fmt.Errorf("%s: %w", mdPath, err)
 	}

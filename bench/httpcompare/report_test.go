@@ -6,61 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
-
-func TestReplaceSection(t *testing.T) {
-	doc := "# sluice benchmarks\n\nIntro.\n\n<!-- bench-compare:begin -->\nws\n<!-- bench-compare:end -->\n\n" +
-		beginMarker + "\nold table\n" + endMarker + "\n\n## Later section\n\nKept.\n"
-	got, err := replaceSection(doc, "new section")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := strings.Replace(doc, "old table\n", "new section\n", 1)
-	if got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
-	}
-	if again, _ := replaceSection(got, "new section"); again != got {
-		t.Errorf("not idempotent:\n%s", again)
-	}
-
-	// Indented marker lines are still markers, and stay as they were.
-	indented := "a\n  " + beginMarker + "  \nold\n " + endMarker + "\nb\n"
-	got, err = replaceSection(indented, "new\n")
-	if err != nil || got != "a\n  "+beginMarker+"  \nnew\n "+endMarker+"\nb\n" {
-		t.Errorf("indented markers: %v\n%q", err, got)
-	}
-
-	// No markers: appended with them, every existing byte kept; a second
-	// run replaces only the section.
-	plain := "# sluice benchmarks\n\nText without a newline at the end"
-	got, err = replaceSection(plain, "S1\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != plain+"\n\n"+beginMarker+"\nS1\n"+endMarker+"\n" {
-		t.Errorf("append:\n%q", got)
-	}
-	got2, _ := replaceSection(got, "S2\n")
-	if got2 != strings.Replace(got, "S1", "S2", 1) {
-		t.Errorf("second run:\n%q", got2)
-	}
-	if got, _ := replaceSection("", "S"); got != beginMarker+"\nS\n"+endMarker+"\n" {
-		t.Errorf("empty document: %q", got)
-	}
-
-	// A marker quoted inside a sentence is not a marker line.
-	quoted := "It writes between `" + beginMarker + "` and the end marker.\n"
-	got, _ = replaceSection(quoted, "S")
-	if !strings.HasPrefix(got, quoted) || strings.Count(got, beginMarker) != 2 {
-		t.Errorf("quoted marker taken for a real one:\n%s", got)
-	}
-
-	for _, bad := range []string{beginMarker + "\nx\n", "x\n" + endMarker + "\n", endMarker + "\n" + beginMarker + "\n"} {
-		if _, err := replaceSection(bad, "S"); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
 
 func fakeResults() *Results {
 	ms := []Measure{
@@ -110,16 +58,16 @@ func TestMarkdown(t *testing.T) {
 }
 
 func TestGoalVerdicts(t *testing.T) {
-	n := map[string]stat{figReqPerCPUS: {Median: 100, Min: 90, Max: 110, N: 3, Of: 3}}
+	n := map[string]harness.Stat{figReqPerCPUS: {Median: 100, Min: 90, Max: 110, N: 3, Of: 3}}
 	for _, tc := range []struct {
-		s    stat
+		s    harness.Stat
 		want string
 	}{
-		{stat{Median: 120, Min: 115, Max: 125, N: 3, Of: 3}, "**met**"},
-		{stat{Median: 80, Min: 70, Max: 85, N: 3, Of: 3}, "**not met**"},
-		{stat{Median: 98, Min: 95, Max: 101, N: 3, Of: 3}, "ranges overlap"},
+		{harness.Stat{Median: 120, Min: 115, Max: 125, N: 3, Of: 3}, "**met**"},
+		{harness.Stat{Median: 80, Min: 70, Max: 85, N: 3, Of: 3}, "**not met**"},
+		{harness.Stat{Median: 98, Min: 95, Max: 101, N: 3, Of: 3}, "ranges overlap"},
 	} {
-		got := goal(map[string]map[string]stat{targetNginx: n, targetSluice: {figReqPerCPUS: tc.s}})
+		got := goal(map[string]map[string]harness.Stat{targetNginx: n, targetSluice: {figReqPerCPUS: tc.s}})
 		if !strings.Contains(got, tc.want) {
 			t.Errorf("%+v: %q lacks %q", tc.s, got, tc.want)
 		}
@@ -139,7 +87,7 @@ func TestWriteOutputs(t *testing.T) {
 		}
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "BENCHMARKS.md"))
-	if !strings.HasPrefix(string(md), before+"\n"+beginMarker+"\n") || strings.Count(string(md), beginMarker) != 1 {
+	if !strings.HasPrefix(string(md), before+"\n"+benchSection.Begin()+"\n") || strings.Count(string(md), benchSection.Begin()) != 1 {
 		t.Errorf("BENCHMARKS.md:\n%s", md)
 	}
 	js, err := os.ReadFile(filepath.Join(dir, "bench", "http-results.json"))

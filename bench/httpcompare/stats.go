@@ -3,39 +3,11 @@ package main
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
-
-// stat is a figure over the repetitions: median, min, max; N is how many
-// measurements counted, Of how many ran (a flagged or failed one is left
-// out of the values but counted here, so a table says "2 of 3").
-type stat struct {
-	Median float64 `json:"median"`
-	Min    float64 `json:"min"`
-	Max    float64 `json:"max"`
-	N      int     `json:"n"`
-	Of     int     `json:"of"`
-}
-
-// summarize returns the median, min and max of vs; ok is false for none.
-// The median of an even count is the mean of the two middle values.
-func summarize(vs []float64) (s stat, ok bool) {
-	if len(vs) == 0 {
-		return stat{}, false
-	}
-	v := slices.Clone(vs)
-	slices.Sort(v)
-	n := len(v)
-	s = stat{Min: v[0], Max: v[n-1], N: n, Of: n}
-	if n%2 == 1 {
-		s.Median = v[n/2]
-	} else {
-		s.Median = (v[n/2-1] + v[n/2]) / 2
-	}
-	return s, true
-}
 
 // The figures of one (target, load) cell, as Measure fields.
 const (
@@ -104,7 +76,7 @@ func (m Measure) counts() bool {
 }
 
 // Summary is load → target → figure → stat.
-type Summary map[string]map[string]map[string]stat
+type Summary map[string]map[string]map[string]harness.Stat
 
 // aggregate summarizes every figure per load and target.
 func aggregate(ms []Measure) Summary {
@@ -126,11 +98,11 @@ func aggregate(ms []Measure) Summary {
 	for lt, n := range ran {
 		load, target := lt[0], lt[1]
 		if out[load] == nil {
-			out[load] = map[string]map[string]stat{}
+			out[load] = map[string]map[string]harness.Stat{}
 		}
-		figs := map[string]stat{}
+		figs := map[string]harness.Stat{}
 		for _, f := range allFigures {
-			s, ok := summarize(vals[[3]string{load, target, f}])
+			s, ok := harness.Summarize(vals[[3]string{load, target, f}])
 			if !ok {
 				continue
 			}
@@ -143,7 +115,7 @@ func aggregate(ms []Measure) Summary {
 }
 
 // ratio is a/b of two medians, NaN when either is missing or b is 0.
-func ratio(a, b stat) float64 {
+func ratio(a, b harness.Stat) float64 {
 	if a.N == 0 || b.N == 0 || b.Median == 0 {
 		return math.NaN()
 	}
@@ -152,7 +124,7 @@ func ratio(a, b stat) float64 {
 
 // overlap reports whether the min–max ranges of a and b overlap: then a
 // ratio on one side of 1 is within the run's noise.
-func overlap(a, b stat) bool {
+func overlap(a, b harness.Stat) bool {
 	return a.Min <= b.Max && b.Min <= a.Max
 }
 

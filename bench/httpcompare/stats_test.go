@@ -4,44 +4,20 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/sluice-proxy/sluice/bench/harness"
 )
 
-func TestSummarize(t *testing.T) {
-	for _, tc := range []struct {
-		in   []float64
-		want stat
-	}{
-		{[]float64{5}, stat{Median: 5, Min: 5, Max: 5, N: 1, Of: 1}},
-		{[]float64{3, 1, 2}, stat{Median: 2, Min: 1, Max: 3, N: 3, Of: 3}},
-		{[]float64{4, 1, 3, 2}, stat{Median: 2.5, Min: 1, Max: 4, N: 4, Of: 4}},
-		{[]float64{7, 7, 1}, stat{Median: 7, Min: 1, Max: 7, N: 3, Of: 3}},
-	} {
-		in := append([]float64(nil), tc.in...)
-		got, ok := summarize(tc.in)
-		if !ok || got != tc.want {
-			t.Errorf("%v: got %+v, want %+v", in, got, tc.want)
-		}
-		for i := range in {
-			if in[i] != tc.in[i] {
-				t.Errorf("summarize sorted its argument: %v", tc.in)
-			}
-		}
-	}
-	if _, ok := summarize(nil); ok {
-		t.Error("empty: ok")
-	}
-}
-
 func TestRatioAndOverlap(t *testing.T) {
-	a := stat{Median: 120, Min: 110, Max: 130, N: 3}
-	b := stat{Median: 100, Min: 90, Max: 112, N: 3}
+	a := harness.Stat{Median: 120, Min: 110, Max: 130, N: 3}
+	b := harness.Stat{Median: 100, Min: 90, Max: 112, N: 3}
 	if r := ratio(a, b); math.Abs(r-1.2) > 1e-9 {
 		t.Errorf("ratio %v, want 1.2", r)
 	}
-	if !overlap(a, b) || overlap(a, stat{Min: 1, Max: 2}) {
+	if !overlap(a, b) || overlap(a, harness.Stat{Min: 1, Max: 2}) {
 		t.Error("overlap")
 	}
-	for _, bad := range [][2]stat{{a, {}}, {{}, b}, {a, {N: 1}}} {
+	for _, bad := range [][2]harness.Stat{{a, {}}, {{}, b}, {a, {N: 1}}} {
 		if !math.IsNaN(ratio(bad[0], bad[1])) {
 			t.Errorf("ratio(%+v, %+v) is a number", bad[0], bad[1])
 		}
@@ -80,11 +56,11 @@ func TestAggregate(t *testing.T) {
 	ms[5].Excluded = "3 timeout"
 	sum := aggregate(ms)
 	n := sum[loadStatic][targetNginx][figReqPerS]
-	if n != (stat{Median: 70000, Min: 68000, Max: 72000, N: 3, Of: 3}) {
+	if n != (harness.Stat{Median: 70000, Min: 68000, Max: 72000, N: 3, Of: 3}) {
 		t.Errorf("nginx static req/s: %+v", n)
 	}
 	s := sum[loadStatic][targetSluice][figCPUUsPerReq]
-	if s != (stat{Median: 12, Min: 12, Max: 12, N: 1, Of: 3}) {
+	if s != (harness.Stat{Median: 12, Min: 12, Max: 12, N: 1, Of: 3}) {
 		t.Errorf("sluice static CPU: %+v (failed and excluded runs must count in Of only)", s)
 	}
 	if _, ok := sum[loadStatic][targetNginx][figBackendUs]; ok {

@@ -1,7 +1,8 @@
-package main
+package harness
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,8 +10,8 @@ import (
 	"strings"
 )
 
-// procStat is what the harness needs from /proc/PID/stat (proc(5)).
-type procStat struct {
+// ProcStat is what the harness needs from /proc/PID/stat (proc(5)).
+type ProcStat struct {
 	PID  int
 	Comm string
 	PPID int
@@ -27,14 +28,15 @@ type procStat struct {
 }
 
 // CPU is user plus system time in ticks.
-func (s procStat) CPU() uint64 { return s.UTime + s.STime }
+func (s ProcStat) CPU() uint64 { return s.UTime + s.STime }
 
-// parseStat decodes one /proc/PID/stat line. The second field is the
+// ParseProcStat decodes one /proc/PID/stat line. The second field is the
 // command name in parentheses, and the name itself may contain spaces and
-// parentheses: the kernel does not escape it, so the only safe split is at
-// the LAST ')' of the line. The fields after it are numbers.
-func parseStat(line []byte) (procStat, error) {
-	var s procStat
+// parentheses ("(sd-pam)", "my (weird) prog"): the kernel does not escape
+// it, so the only safe split is at the LAST ')' of the line. The fields
+// after it are numbers and never contain one.
+func ParseProcStat(line []byte) (ProcStat, error) {
+	var s ProcStat
 	open := bytes.IndexByte(line, '(')
 	end := bytes.LastIndexByte(line, ')')
 	if open < 1 || end < open {
@@ -81,44 +83,46 @@ func truncate(b []byte, n int) []byte {
 	return b
 }
 
-// readStat reads /proc/PID/stat.
-func readStat(pid int) (procStat, error) {
+// ReadProcStat reads and decodes /proc/PID/stat.
+func ReadProcStat(pid int) (ProcStat, error) {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return procStat{}, err
+		return ProcStat{}, err
 	}
-	return parseStat(b)
+	return ParseProcStat(b)
 }
 
-// proc names one process: its PID and start time (see procStat.StartTime).
-type proc struct {
+// Proc names one process: its PID and start time (see
+// ProcStat.StartTime), and its command name for messages.
+type Proc struct {
 	PID       int
 	StartTime uint64
 	Comm      string
 }
 
-// alive reports whether p still runs as the same process, not as another
+// Alive reports whether p still runs as the same process, not as another
 // one that inherited its PID.
-func (p proc) alive() bool {
-	s, err := readStat(p.PID)
+func (p Proc) Alive() bool {
+	s, err := ReadProcStat(p.PID)
 	return err == nil && s.StartTime == p.StartTime
 }
 
-// descendants returns root and every process below it, from one scan of
-// /proc/*/stat: an nginx master and its worker, a taskset that exec'd its
-// command. Processes that vanish during the scan are skipped.
-func descendants(root int) ([]proc, error) {
+// Descendants returns root and every process below it, root first, from
+// one scan of /proc/*/stat: an nginx master and its worker, a taskset
+// that exec'd its command. Processes that vanish during the scan are
+// skipped; a root that is not there gives an empty list.
+func Descendants(root int) ([]Proc, error) {
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
 	}
-	var all []procStat
+	var all []ProcStat
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
-		s, err := readStat(pid)
+		s, err := ReadProcStat(pid)
 		if err != nil {
 			continue
 		}
@@ -128,13 +132,13 @@ func descendants(root int) ([]proc, error) {
 }
 
 // treeOf picks root and its descendants out of a process table.
-func treeOf(root int, all []procStat) []proc {
-	children := map[int][]procStat{}
-	var out []proc
+func treeOf(root int, all []ProcStat) []Proc {
+	children := map[int][]ProcStat{}
+	var out []Proc
 	for _, s := range all {
 		children[s.PPID] = append(children[s.PPID], s)
 		if s.PID == root {
-			out = append(out, proc{s.PID, s.StartTime, s.Comm})
+			out = append(out, Proc{s.PID, s.StartTime, s.Comm})
 		}
 	}
 	if len(out) == 0 {
@@ -142,20 +146,20 @@ func treeOf(root int, all []procStat) []proc {
 	}
 	for i := 0; i < len(out); i++ {
 		for _, c := range children[out[i].PID] {
-			out = append(out, proc{c.PID, c.StartTime, c.Comm})
+			out = append(out, Proc{c.PID, c.StartTime, c.Comm})
 		}
 	}
 	return out
 }
 
-// cpuTicks sums user+system ticks over procs. A process that has exited
+// CPUTicks sums user+system ticks over procs. A process that has exited
 // contributes nothing (its time is lost with it), which is why the tree is
 // re-read right before a load and every target keeps its processes for
 // the whole load; n is how many of procs were still there, so a caller
 // can tell a worker that died mid-run from one that was idle.
-func cpuTicks(procs []proc) (sum uint64, n int) {
+func CPUTicks(procs []Proc) (sum uint64, n int) {
 	for _, p := range procs {
-		s, err := readStat(p.PID)
+		s, err := ReadProcStat(p.PID)
 		if err != nil || s.StartTime != p.StartTime {
 			continue
 		}
@@ -165,13 +169,61 @@ func cpuTicks(procs []proc) (sum uint64, n int) {
 	return sum, n
 }
 
-// cpuBusy is one CPU's line of /proc/stat: ticks spent busy (user, nice,
-// system, irq, softirq, steal) and in all (busy plus idle and iowait).
-type cpuBusy struct{ Busy, Total uint64 }
+// ParsePSS returns the proportional set size, in KiB, from the text of
+// /proc/PID/smaps_rollup (or /proc/PID/smaps, whose per-mapping lines it
+// sums). Only the "Pss:" lines count; Pss_Anon, Pss_File and Pss_Shmem are
+// its parts, not additions.
+func ParsePSS(text []byte) (int64, error) {
+	var total int64
+	found := false
+	for line := range bytes.Lines(text) {
+		rest, ok := bytes.CutPrefix(line, []byte("Pss:"))
+		if !ok {
+			continue
+		}
+		f := strings.Fields(string(rest))
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("smaps: bad Pss line %q", bytes.TrimSpace(line))
+		}
+		v, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("smaps: Pss: %w", err)
+		}
+		total += v
+		found = true
+	}
+	if !found {
+		return 0, errors.New("smaps: no Pss line")
+	}
+	return total, nil
+}
 
-// parseCPULine finds "cpuN ..." in the text of /proc/stat. Guest time is
+// PSSKiB sums the PSS of procs from /proc/PID/smaps_rollup. PSS charges
+// each shared page to its sharers in proportion, so an nginx master and
+// its worker are not counted twice for the pages they share.
+func PSSKiB(procs []Proc) (int64, error) {
+	var sum int64
+	for _, p := range procs {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.PID), "smaps_rollup"))
+		if err != nil {
+			return 0, err
+		}
+		v, err := ParsePSS(b)
+		if err != nil {
+			return 0, fmt.Errorf("pid %d: %w", p.PID, err)
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// CPUBusy is one CPU's line of /proc/stat: ticks spent busy (user, nice,
+// system, irq, softirq, steal) and in all (busy plus idle and iowait).
+type CPUBusy struct{ Busy, Total uint64 }
+
+// ParseCPULine finds "cpuN ..." in the text of /proc/stat. Guest time is
 // already inside user and nice (proc(5)), so it is not added again.
-func parseCPULine(text []byte, cpu int) (cpuBusy, error) {
+func ParseCPULine(text []byte, cpu int) (CPUBusy, error) {
 	prefix := "cpu" + strconv.Itoa(cpu) + " "
 	for line := range bytes.Lines(text) {
 		rest, ok := bytes.CutPrefix(line, []byte(prefix))
@@ -180,28 +232,28 @@ func parseCPULine(text []byte, cpu int) (cpuBusy, error) {
 		}
 		f := strings.Fields(string(rest))
 		if len(f) < 8 {
-			return cpuBusy{}, fmt.Errorf("/proc/stat: %d fields for cpu%d, want 8", len(f), cpu)
+			return CPUBusy{}, fmt.Errorf("/proc/stat: %d fields for cpu%d, want 8", len(f), cpu)
 		}
 		var v [8]uint64
 		for i := range v {
 			n, err := strconv.ParseUint(f[i], 10, 64)
 			if err != nil {
-				return cpuBusy{}, fmt.Errorf("/proc/stat: cpu%d field %d: %w", cpu, i+1, err)
+				return CPUBusy{}, fmt.Errorf("/proc/stat: cpu%d field %d: %w", cpu, i+1, err)
 			}
 			v[i] = n
 		}
 		// user nice system idle iowait irq softirq steal
 		busy := v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-		return cpuBusy{Busy: busy, Total: busy + v[3] + v[4]}, nil
+		return CPUBusy{Busy: busy, Total: busy + v[3] + v[4]}, nil
 	}
-	return cpuBusy{}, fmt.Errorf("/proc/stat: no cpu%d line", cpu)
+	return CPUBusy{}, fmt.Errorf("/proc/stat: no cpu%d line", cpu)
 }
 
-// readCPU reads one CPU's counters from /proc/stat.
-func readCPU(cpu int) (cpuBusy, error) {
+// ReadCPU reads one CPU's counters from /proc/stat.
+func ReadCPU(cpu int) (CPUBusy, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return cpuBusy{}, err
+		return CPUBusy{}, err
 	}
-	return parseCPULine(b, cpu)
+	return ParseCPULine(b, cpu)
 }
