@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,6 +21,22 @@ import (
 type Logs struct {
 	Error  *zap.Logger
 	Access *zap.Logger
+
+	files []*fileSink // the logs that are files, for Reopen
+}
+
+// Reopen reopens every log that is a file, at its configured path: after
+// logrotate (or an operator) moved the file away, the next lines go to a
+// new file there (SIGUSR1, as nginx -s reopen). A file that cannot be
+// opened keeps receiving lines at its old place; the error names it.
+func (l Logs) Reopen() error {
+	var errs []error
+	for _, f := range l.files {
+		if err := f.reopen(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // NewLogs builds both logs from the [log] section.
@@ -27,16 +45,17 @@ func NewLogs(c configs.Log) (Logs, error) {
 	if err != nil {
 		return Logs{}, fmt.Errorf("log level %q: %w", c.Level, err)
 	}
-	errOut, err := openSink(c.ErrorLog)
+	var logs Logs
+	errOut, err := logs.openSink(c.ErrorLog)
 	if err != nil {
 		return Logs{}, fmt.Errorf("error_log: %w", err)
 	}
-	logs := Logs{Error: zap.New(zapcore.NewCore(encoder(c.Format), errOut, level))}
+	logs.Error = zap.New(zapcore.NewCore(encoder(c.Format), errOut, level))
 	if c.AccessLog == "off" {
 		logs.Access = zap.NewNop()
 		return logs, nil
 	}
-	accOut, err := openSink(c.AccessLog)
+	accOut, err := logs.openSink(c.AccessLog)
 	if err != nil {
 		return Logs{}, fmt.Errorf("access_log: %w", err)
 	}
@@ -55,18 +74,56 @@ func encoder(format string) zapcore.Encoder {
 	return zapcore.NewConsoleEncoder(ec)
 }
 
-func openSink(path string) (zapcore.WriteSyncer, error) {
+func (l *Logs) openSink(path string) (zapcore.WriteSyncer, error) {
 	switch path {
 	case "", "stderr":
 		return zapcore.Lock(os.Stderr), nil
 	case "stdout":
 		return zapcore.Lock(os.Stdout), nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := openLogFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return zapcore.Lock(f), nil
+	s := &fileSink{path: path, f: f}
+	l.files = append(l.files, s)
+	return s, nil
+}
+
+func openLogFile(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+}
+
+// fileSink is a log file that Reopen can swap for a new one at the same
+// path; its lock also serialises writers, as zapcore.Lock would.
+type fileSink struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func (s *fileSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.f.Write(p)
+}
+
+func (s *fileSink) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.f.Sync()
+}
+
+func (s *fileSink) reopen() error {
+	f, err := openLogFile(s.path)
+	if err != nil {
+		return fmt.Errorf("reopen %s: %w", s.path, err)
+	}
+	s.mu.Lock()
+	old := s.f
+	s.f = f
+	s.mu.Unlock()
+	return old.Close()
 }
 
 // accessLog writes one line per finished tunnel and per refused handshake:

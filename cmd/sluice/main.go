@@ -114,16 +114,25 @@ func serve(args []string, stderr io.Writer) int {
 // reloadOnHUP re-reads the TLS certificates and keys on every SIGHUP
 // (nginx -s reload, for certificates only: renewed files take effect
 // without a restart or a dropped tunnel). A pair that fails to load keeps
-// the old ones.
+// the old ones. SIGUSR1 reopens the log files (nginx -s reopen), for
+// logrotate.
 func reloadOnHUP(ctx context.Context, eng *engine.Engine, logs engine.Logs) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sig)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
+		case s := <-sig:
+			if s == syscall.SIGUSR1 {
+				if err := logs.Reopen(); err != nil {
+					logs.Error.Error("log reopen failed: " + err.Error())
+				} else {
+					logs.Error.Info("log files reopened")
+				}
+				continue
+			}
 			if err := eng.ReloadCertificates(); err != nil {
 				logs.Error.Error("certificate reload failed, keeping the previous certificates: " + err.Error())
 			} else {
