@@ -52,6 +52,7 @@ func (e *Engine) startAdmin() error {
 	mux.HandleFunc("/metrics", a.metrics)
 	mux.HandleFunc("/status", a.status)
 	mux.HandleFunc("/healthz", a.healthz)
+	mux.HandleFunc("/tunnels", a.tunnels)
 	a.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -61,7 +62,7 @@ func (e *Engine) startAdmin() error {
 	go func() { _ = a.srv.Serve(ln) }()
 	e.admin = a
 	e.log.Info("admin listening", zap.String("addr", ln.Addr().String()),
-		zap.Strings("paths", []string{"/metrics", "/status", "/healthz"}))
+		zap.Strings("paths", []string{"/metrics", "/status", "/tunnels", "/healthz"}))
 	return nil
 }
 
@@ -240,6 +241,71 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 	for _, s := range e.upstreamServers() {
 		out.Upstreams = append(out.Upstreams, server{Group: s.group, Server: s.srv.Name, Address: s.srv.Addr.String(),
 			State: s.srv.State().String(), Tunnels: s.srv.Live(), Handshakes: s.srv.Handshakes(), Failures: s.srv.Failures()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
+}
+
+// tunnels is /tunnels: the verified tunnels alive, oldest first, a page
+// at a time (?offset=N&limit=M, limit 100 by default and 1000 at most):
+// what HAProxy's "show sess" gives, for WebSockets. Bytes count what was
+// written to each side so far; idle is the time since the last write
+// either way.
+func (a *admin) tunnels(w http.ResponseWriter, r *http.Request) {
+	offset, limit := 0, 100
+	q := r.URL.Query()
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			http.Error(w, "offset: want a number >= 0", http.StatusBadRequest)
+			return
+		}
+		offset = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			http.Error(w, "limit: want a number from 1 to 1000", http.StatusBadRequest)
+			return
+		}
+		limit = n
+	}
+	type entry struct {
+		ID           uint64  `json:"id"`
+		Client       string  `json:"client"`
+		Server       string  `json:"server"`
+		Location     string  `json:"location"`
+		Path         string  `json:"path"`
+		Upstream     string  `json:"upstream"`
+		UpstreamAddr string  `json:"upstream_addr"`
+		AgeSeconds   float64 `json:"age_seconds"`
+		IdleSeconds  float64 `json:"idle_seconds"`
+		BytesUp      int64   `json:"bytes_up"`
+		BytesDown    int64   `json:"bytes_down"`
+	}
+	all := a.e.live.snapshot()
+	out := struct {
+		Total   int     `json:"total"`
+		Offset  int     `json:"offset"`
+		Limit   int     `json:"limit"`
+		Tunnels []entry `json:"tunnels"`
+	}{Total: len(all), Offset: offset, Limit: limit, Tunnels: []entry{}}
+	now := time.Now()
+	for i := offset; i < len(all) && i < offset+limit; i++ {
+		t := all[i]
+		idle := 0.0
+		if last := t.live.LastActive.Load(); last > 0 {
+			idle = now.Sub(time.Unix(0, last)).Seconds()
+		}
+		out.Tunnels = append(out.Tunnels, entry{
+			ID: t.id, Client: t.client.String(), Server: t.srv.name, Location: string(t.loc.path), Path: t.path,
+			Upstream: t.upstreamName(), UpstreamAddr: t.cur.Addr.String(),
+			AgeSeconds: now.Sub(time.Unix(0, t.start)).Seconds(), IdleSeconds: idle,
+			BytesUp: t.live.BytesUp.Load(), BytesDown: t.live.BytesDown.Load(),
+		})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -83,6 +83,49 @@ listen = ["{{listen}}"]
 	wantMetric(t, during, `sluice_upstream_tunnels{group="`+be.addr+`",server="`+be.addr+`",address="`+be.addr+`"}`, tunnels)
 	wantMetric(t, during, `sluice_upstream_up{group="`+be.addr+`",server="`+be.addr+`",address="`+be.addr+`"}`, 1)
 
+	// /tunnels lists the three, oldest first, a page at a time, with the
+	// bytes each has relayed so far.
+	type page struct {
+		Total   int `json:"total"`
+		Tunnels []struct {
+			ID           uint64  `json:"id"`
+			Client       string  `json:"client"`
+			Location     string  `json:"location"`
+			UpstreamAddr string  `json:"upstream_addr"`
+			AgeSeconds   float64 `json:"age_seconds"`
+			BytesUp      int64   `json:"bytes_up"`
+			BytesDown    int64   `json:"bytes_down"`
+		} `json:"tunnels"`
+	}
+	getPage := func(query string) (page, int) {
+		resp, err := http.Get("http://" + adminAddr + "/tunnels" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var pg page
+		if resp.StatusCode == 200 {
+			if err := json.NewDecoder(resp.Body).Decode(&pg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return pg, resp.StatusCode
+	}
+	first, _ := getPage("?limit=2")
+	rest, _ := getPage("?offset=2&limit=2")
+	if first.Total != tunnels || len(first.Tunnels) != 2 || len(rest.Tunnels) != 1 || first.Tunnels[1].ID >= rest.Tunnels[0].ID {
+		t.Fatalf("/tunnels pages: %+v then %+v", first, rest)
+	}
+	for i, tn := range append(first.Tunnels, rest.Tunnels...) {
+		if tn.Location != "/ws/" || tn.UpstreamAddr != be.addr || !strings.HasPrefix(tn.Client, "127.0.0.1:") ||
+			tn.BytesUp != int64(up/tunnels) || tn.BytesDown != int64(down/tunnels) || tn.AgeSeconds <= 0 {
+			t.Errorf("/tunnels entry %d: %+v (want up %d, down %d)", i, tn, up/tunnels, down/tunnels)
+		}
+	}
+	if _, code := getPage("?limit=0"); code != 400 {
+		t.Errorf("limit=0: %d, want 400", code)
+	}
+
 	for _, c := range conns {
 		c.Close()
 	}

@@ -43,7 +43,8 @@ type Engine struct {
 	guards *guards // admission rules and refusal counters (guard.go)
 	// metrics are the counters the admin listener reports (metrics.go).
 	metrics *engineMetrics
-	admin   *admin // nil without [admin] listen
+	admin   *admin      // nil without [admin] listen
+	live    liveTunnels // verified tunnels alive, for /tunnels
 	// goFront serves TLS listeners and TLS upstreams (tls.go).
 	goFront *goFront
 

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"math"
+	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -80,4 +82,52 @@ func newEngineMetrics() *engineMetrics {
 		// millisecond on a LAN; tens of ms means a slow backend.
 		handshakeLatency: newHistogram(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 	}
+}
+
+// liveTunnels is the set of verified tunnels alive, for /tunnels. A
+// tunnel is added when its 101 is verified and removed when it ends: one
+// sharded mutex each time, never on the relay path.
+type liveTunnels struct {
+	next   atomic.Uint64
+	shards [liveShards]liveShard
+}
+
+const liveShards = 16
+
+type liveShard struct {
+	mu sync.Mutex
+	m  map[uint64]*tunnel
+}
+
+func (l *liveTunnels) add(t *tunnel) {
+	t.id = l.next.Add(1)
+	s := &l.shards[t.id%liveShards]
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = make(map[uint64]*tunnel)
+	}
+	s.m[t.id] = t
+	s.mu.Unlock()
+}
+
+func (l *liveTunnels) remove(t *tunnel) {
+	s := &l.shards[t.id%liveShards]
+	s.mu.Lock()
+	delete(s.m, t.id)
+	s.mu.Unlock()
+}
+
+// snapshot returns the tunnels alive, oldest first.
+func (l *liveTunnels) snapshot() []*tunnel {
+	var out []*tunnel
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		for _, t := range s.m {
+			out = append(out, t)
+		}
+		s.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
 }

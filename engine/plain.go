@@ -437,6 +437,7 @@ func spliceJob(fd int, held, upReq []byte, loc *location, t *tunnel) *splice.Job
 		BufferSize:       int(loc.cfg.BufferSize),
 		MaxReplyHead:     maxReplyHead,
 		Handler:          t,
+		Live:             &t.live,
 	}
 }
 

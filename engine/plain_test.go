@@ -531,6 +531,12 @@ listen = ["{{listen}}"]
 			t.Fatalf("echo %d over the TLS tunnel: % x %v", i, echo, err)
 		}
 	}
+	// The goroutine relay publishes its totals for /tunnels as well (each
+	// direction's goroutine counts right after its write, so poll).
+	waitFor(t, "live totals on the TLS path", func() bool {
+		live := p.e.live.snapshot()
+		return len(live) == 1 && live[0].live.BytesUp.Load() == 16 && live[0].live.BytesDown.Load() > 8 && live[0].live.LastActive.Load() != 0
+	})
 }
 
 // TestStaticThroughSluice: the static rules end to end on a sluice

@@ -80,13 +80,18 @@ func (g *goFront) proxy(client net.Conn, t *tunnel, loc *location, upReq, held [
 			return
 		}
 		_ = up.SetDeadline(time.Time{})
-		r.BytesDown += writeWithin(client, reply, loc.cfg.SendTimeout.D())
+		n := writeWithin(client, reply, loc.cfg.SendTimeout.D())
+		r.BytesDown += n
+		t.live.BytesDown.Add(n)
 		r.Tunnelled = true
 		if len(held) > 0 {
-			r.BytesUp += writeWithin(up, held, loc.cfg.SendTimeout.D())
+			n = writeWithin(up, held, loc.cfg.SendTimeout.D())
+			r.BytesUp += n
+			t.live.BytesUp.Add(n)
 		}
+		t.live.LastActive.Store(time.Now().UnixNano())
 		relayed = true
-		g.relay(client, up, loc, r, func() { g.untrack(up); end() })
+		g.relay(client, up, loc, r, &t.live, func() { g.untrack(up); end() })
 		return
 	}
 }
@@ -181,7 +186,7 @@ func (g *goFront) refused(client, up net.Conn, loc *location, reply []byte, v sp
 	if left > 0 {
 		src = io.LimitReader(up, left)
 	}
-	n, _, err := pipe(client, up, src, g.bufs[int(loc.cfg.BufferSize)], idle, send)
+	n, _, err := pipe(client, up, src, g.bufs[int(loc.cfg.BufferSize)], idle, send, nil, nil)
 	r.BytesDown += n
 	if err != nil && !errors.Is(err, io.EOF) {
 		r.Err = err
@@ -193,7 +198,7 @@ func (g *goFront) refused(client, up net.Conn, loc *location, reply []byte, v sp
 // upstream is bounded by read_timeout between reads, every write by
 // send_timeout (as on the splice path). A direction that reads EOF passes
 // the half-close on (CloseWrite: close_notify then FIN for TLS).
-func (g *goFront) relay(client, up net.Conn, loc *location, r *splice.Report, fin func()) {
+func (g *goFront) relay(client, up net.Conn, loc *location, r *splice.Report, live *splice.Live, fin func()) {
 	type end struct {
 		up  bool // the client→upstream direction
 		n   int64
@@ -232,7 +237,11 @@ func (g *goFront) relay(client, up net.Conn, loc *location, r *splice.Report, fi
 		if upDir {
 			dst, src, read = up, client, 0
 		}
-		n, rd, err := pipe(dst, src, src, g.bufs[int(loc.cfg.BufferSize)], read, loc.cfg.SendTimeout.D())
+		count := &live.BytesDown
+		if upDir {
+			count = &live.BytesUp
+		}
+		n, rd, err := pipe(dst, src, src, g.bufs[int(loc.cfg.BufferSize)], read, loc.cfg.SendTimeout.D(), count, &live.LastActive)
 		if errors.Is(err, io.EOF) {
 			closeWrite(dst)
 		} else {
@@ -281,7 +290,10 @@ func endReason(upDir, readSide bool, err error) (splice.Reason, error) {
 // costs a copy, not a syscall; a read that fills the array switches to the
 // pooled buffer until a read comes back short. The buffer then stays held
 // only when a burst ended exactly on a buffer boundary.
-func pipe(dst, src net.Conn, r io.Reader, pool *sync.Pool, readTimeout, sendTimeout time.Duration) (n int64, readSide bool, err error) {
+//
+// count and last, when not nil, follow the bytes written and the time of
+// the last write, for observers (Engine.live).
+func pipe(dst, src net.Conn, r io.Reader, pool *sync.Pool, readTimeout, sendTimeout time.Duration, count, last *atomic.Int64) (n int64, readSide bool, err error) {
 	var rc syscall.RawConn
 	if tc, ok := src.(*net.TCPConn); ok && r == io.Reader(src) {
 		rc, _ = tc.SyscallConn()
@@ -324,6 +336,10 @@ func pipe(dst, src net.Conn, r io.Reader, pool *sync.Pool, readTimeout, sendTime
 			}
 			w, werr := dst.Write(buf[:m])
 			n += int64(w)
+			if count != nil && w > 0 {
+				count.Add(int64(w))
+				last.Store(time.Now().UnixNano())
+			}
 			if werr != nil {
 				return n, false, werr
 			}

@@ -38,6 +38,9 @@ type tunnel struct {
 	status    int      // what the client was answered
 	opened    bool     // a verified tunnel was counted on cur
 	slot      connSlot // limit_conn slot, given back in Done
+
+	id   uint64      // set when the 101 is verified: the key in Engine.live
+	live splice.Live // bytes and last activity as they happen (/tunnels)
 }
 
 // newTunnel is called where the request head is parsed: it keeps the few
@@ -179,6 +182,7 @@ func (t *tunnel) Judge(reply []byte) splice.Verdict {
 	t.e.stats.tunnels.Add(1)
 	t.loc.m.tunnels.Add(1)
 	t.loc.m.outcomes[101].Add(1)
+	t.e.live.add(t)
 	t.e.metrics.handshakeLatency.observe(time.Since(time.Unix(0, t.start)).Seconds())
 	return splice.Verdict{Action: splice.Tunnel}
 }
@@ -280,6 +284,7 @@ func (t *tunnel) Done(r *splice.Report) {
 	if t.opened {
 		t.cur.Closed()
 		t.e.stats.tunnels.Add(-1)
+		t.e.live.remove(t)
 		t.loc.m.tunnels.Add(-1)
 		t.loc.m.bytesUp.Add(r.BytesUp)
 		t.loc.m.bytesDown.Add(r.BytesDown)

@@ -34,6 +34,12 @@ func BenchmarkRelayEcho(b *testing.B) {
 			cfd, _ := echoTunnel(b, p)
 			run(b, cfd)
 		})
+		b.Run("tunnel-live/"+bc.name, func(b *testing.B) {
+			// Job.Live set, as the engine sets it: two atomics per write.
+			p := newTestPool(b, 1)
+			cfd, _ := echoTunnelLive(b, p, new(Live))
+			run(b, cfd)
+		})
 		b.Run("direct/"+bc.name, func(b *testing.B) {
 			run(b, rawDial(b, rawServer(b, rawEchoNoHead)))
 		})

@@ -3,6 +3,7 @@ package splice
 import (
 	"errors"
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,6 +56,19 @@ type Job struct {
 	MaxReplyHead int
 
 	Handler Handler
+
+	// Live, when set, receives the tunnel's byte counts as they grow and
+	// the time of its last write, for observers on other goroutines (the
+	// admin listener's /tunnels). nil costs nothing.
+	Live *Live
+}
+
+// Live is a tunnel's running totals, written by its relay loop and
+// readable from any goroutine.
+type Live struct {
+	BytesUp    atomic.Int64 // client → upstream bytes written so far (Held included)
+	BytesDown  atomic.Int64 // upstream → client bytes written so far (the 101 head included)
+	LastActive atomic.Int64 // unix nanoseconds of the last write either way; 0 before any
 }
 
 // Handler is implemented by the engine, one value per job. Every method is

@@ -46,6 +46,7 @@ type loop struct {
 	spareInbox []submission
 	spareCalls []func()
 	base       time.Time
+	baseUnix   int64 // base in unix nanoseconds, for Live.LastActive
 	now        int64 // nanoseconds since base, refreshed once per epoll_wait batch
 	events     []unix.EpollEvent
 	buf        []byte // shared read buffer
@@ -84,13 +85,15 @@ func newLoop(p *Pool) (*loop, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
 	}
+	base := time.Now()
 	return &loop{
-		pool:   p,
-		epfd:   epfd,
-		evfd:   evfd,
-		base:   time.Now(),
-		events: make([]unix.EpollEvent, maxEvents),
-		buf:    make([]byte, readBufSize),
+		pool:     p,
+		epfd:     epfd,
+		evfd:     evfd,
+		base:     base,
+		baseUnix: base.UnixNano(),
+		events:   make([]unix.EpollEvent, maxEvents),
+		buf:      make([]byte, readBufSize),
 	}, nil
 }
 

@@ -221,7 +221,7 @@ func (l *loop) pump(t *tunnel, i int) (int, unix.Errno) {
 			default:
 				return 1 - i, e
 			}
-			f.bytes += int64(w)
+			l.wrote(t, i, w)
 		}
 		if w < n {
 			// A partial write leaves SOCK_NOSPACE set, so the kernel raises
@@ -235,6 +235,21 @@ func (l *loop) pump(t *tunnel, i int) (int, unix.Errno) {
 		l.park(t)
 	}
 	return 0, 0
+}
+
+// wrote counts n bytes written for flow i and, when the job asked for
+// live totals, publishes them: two atomic operations per write, no lock,
+// no allocation (BenchmarkRelayLive).
+func (l *loop) wrote(t *tunnel, i, n int) {
+	t.d[i].bytes += int64(n)
+	if lv := t.job.Live; lv != nil && n > 0 {
+		if i == toUp {
+			lv.BytesUp.Add(int64(n))
+		} else {
+			lv.BytesDown.Add(int64(n))
+		}
+		lv.LastActive.Store(l.baseUnix + l.now)
+	}
 }
 
 // flush writes flow i's pending bytes. When they are all out, the buffer goes
@@ -261,7 +276,7 @@ func (l *loop) flush(t *tunnel, i int) unix.Errno {
 			return e
 		}
 		f.off += n
-		f.bytes += int64(n)
+		l.wrote(t, i, n)
 		f.since = l.now
 		l.pendBytes -= int64(n)
 		if f.off < f.end {

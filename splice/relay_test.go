@@ -330,10 +330,18 @@ func rawEchoNoHead(fd int) {
 // blocking raw fd, after the 101 was read.
 func echoTunnel(t testing.TB, p *Pool) (int, *testHandler) {
 	t.Helper()
+	return echoTunnelLive(t, p, nil)
+}
+
+// echoTunnelLive is echoTunnel with live totals published to live.
+func echoTunnelLive(t testing.TB, p *Pool, live *Live) (int, *testHandler) {
+	t.Helper()
 	addr := rawServer(t, rawEcho)
 	cfd, fd := rawClientPair(t)
 	h := newHandler(addr)
-	submit(t, p, job(fd, h))
+	j := job(fd, h)
+	j.Live = live
+	submit(t, p, j)
 	head := make([]byte, len(testReply))
 	if err := rawReadFull(cfd, head); err != nil || string(head) != testReply {
 		t.Fatalf("reply %q: %v", head, err)
@@ -351,10 +359,19 @@ func echoOnce(cfd int, msg, back []byte) error {
 // Guards "no allocation per relayed chunk": N echoes through an established
 // tunnel, client and upstream on raw syscalls in this process; the process's
 // malloc count may grow by a small constant, not in proportion to N.
+//
+// With Job.Live set, as the engine sets it for every tunnel, the same holds:
+// publishing the totals is atomic stores, not allocations.
 func TestNoAllocPerChunk(t *testing.T) {
+	for _, live := range []*Live{nil, new(Live)} {
+		t.Run(fmt.Sprintf("live=%v", live != nil), func(t *testing.T) { testNoAllocPerChunk(t, live) })
+	}
+}
+
+func testNoAllocPerChunk(t *testing.T, live *Live) {
 	checkFDs(t)
 	p := newTestPool(t, 1)
-	cfd, h := echoTunnel(t, p)
+	cfd, h := echoTunnelLive(t, p, live)
 	for _, tc := range []struct{ size, n int }{{128, 5000}, {16 << 10, 500}, {100 << 10, 100}} {
 		msg, back := bytes.Repeat([]byte{'m'}, tc.size), make([]byte, tc.size)
 		for i := 0; i < 50; i++ { // warm the free lists
@@ -378,6 +395,40 @@ func TestNoAllocPerChunk(t *testing.T) {
 	}
 	unix.Shutdown(cfd, unix.SHUT_WR)
 	h.wait(t, 2*time.Second)
+}
+
+// TestLiveTotals: Job.Live follows the tunnel as it relays, and ends equal
+// to the Report's counts.
+func TestLiveTotals(t *testing.T) {
+	checkFDs(t)
+	p := newTestPool(t, 1)
+	live := new(Live)
+	cfd, h := echoTunnelLive(t, p, live)
+	if got := live.BytesDown.Load(); got != int64(len(testReply)) {
+		t.Fatalf("after the 101: BytesDown %d, want %d", got, len(testReply))
+	}
+	before := live.LastActive.Load()
+	if before == 0 || time.Since(time.Unix(0, before)) > time.Minute {
+		t.Fatalf("LastActive %d is not a recent time", before)
+	}
+	msg, back := bytes.Repeat([]byte{'m'}, 40<<10), make([]byte, 40<<10)
+	time.Sleep(5 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		if err := echoOnce(cfd, msg, back); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if up, down := live.BytesUp.Load(), live.BytesDown.Load(); up != 3*int64(len(msg)) || down != int64(len(testReply))+3*int64(len(msg)) {
+		t.Fatalf("live totals up %d down %d after 3 echoes of %d", up, down, len(msg))
+	}
+	if live.LastActive.Load() <= before {
+		t.Fatal("LastActive did not move")
+	}
+	unix.Shutdown(cfd, unix.SHUT_WR)
+	r := h.wait(t, 2*time.Second)
+	if r.BytesUp != live.BytesUp.Load() || r.BytesDown != live.BytesDown.Load() {
+		t.Fatalf("report up %d down %d, live up %d down %d", r.BytesUp, r.BytesDown, live.BytesUp.Load(), live.BytesDown.Load())
+	}
 }
 
 // Guards the per-wake budget: a bulk flow whose sockets never run dry must

@@ -344,7 +344,7 @@ func (l *loop) serviceRefuse(t *tunnel) {
 				l.finish(t, Refused, fmt.Errorf("client: %w", e))
 				return
 			}
-			f.bytes += int64(w)
+			l.wrote(t, toDown, w)
 		}
 		if w < len(b) {
 			c.writable = false
