@@ -136,6 +136,11 @@ type Verdict struct {
 	Reply   []byte
 	Skip    int
 	Forward int64
+	// Tunnel: FramesAfter is how many bytes of the reply come before the
+	// WebSocket frames (the upstream's head). Splice follows frame
+	// boundaries from there, so that Drain can send a close frame between
+	// two frames.
+	FramesAfter int
 	// Retry: Err says what was wrong with the answer; it becomes the
 	// attempt's failure (NextUpstream's lastErr, and Failed's err when no
 	// upstream is left).

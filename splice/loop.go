@@ -48,6 +48,7 @@ type loop struct {
 	base       time.Time
 	baseUnix   int64 // base in unix nanoseconds, for Live.LastActive
 	now        int64 // nanoseconds since base, refreshed once per epoll_wait batch
+	drainAt    int64 // loop time Drain must be done by; 0: not draining
 	events     []unix.EpollEvent
 	buf        []byte // shared read buffer
 
@@ -171,6 +172,9 @@ func (l *loop) run() {
 		clear(ready)
 		l.spareReady = ready[:0]
 		l.expire()
+		if l.drainAt != 0 {
+			l.drainStep()
+		}
 	}
 }
 
@@ -231,6 +235,10 @@ func (l *loop) shutdown(jobs []submission) {
 func (l *loop) waitMs() int {
 	if len(l.ready) > 0 || len(l.redial) > 0 {
 		return 0
+	}
+	if l.drainAt != 0 {
+		// Draining: wake by the deadline even without events.
+		return int(min(max((l.drainAt-l.now)/int64(time.Millisecond)+1, 0), maxWaitMs))
 	}
 	if len(l.heap) == 0 {
 		return -1

@@ -14,8 +14,10 @@ type Pool struct {
 	loops []*loop
 	next  atomic.Uint32
 	live  atomic.Int64
-	wg    sync.WaitGroup
-	once  sync.Once
+	// forced counts tunnels Drain closed without a close frame on both sides.
+	forced atomic.Int64
+	wg     sync.WaitGroup
+	once   sync.Once
 }
 
 // NewPool starts cfg.Loops relay loops.

@@ -190,7 +190,7 @@ func (l *loop) handshake(t *tunnel) {
 	if got {
 		switch v := t.job.Handler.Judge(t.reply); v.Action {
 		case Tunnel:
-			l.startTunnel(t)
+			l.startTunnel(t, v)
 			return
 		case Refuse:
 			l.refuse(t, v)
@@ -217,11 +217,15 @@ func (l *loop) handshake(t *tunnel) {
 // startTunnel turns a verified pair into a tunnel: the whole reply goes to
 // the client, Held (after any request bytes the upstream answered before
 // reading) goes upstream, then both directions open.
-func (l *loop) startTunnel(t *tunnel) {
+func (l *loop) startTunnel(t *tunnel, v Verdict) {
 	t.state = stTunnel
 	t.rep.Tunnelled = true
 	t.lastUp = l.now
 	l.pend(&t.d[toDown], t.reply)
+	// Frames start after the upstream's head one way, after what is left of
+	// the upgrade request the other.
+	t.fc[toDown] = frameCursor{need: uint64(max(v.FramesAfter, 0))}
+	t.fc[toUp] = frameCursor{need: uint64(len(t.req))}
 	held := t.job.Held
 	if len(t.req) > 0 {
 		held = append(append(make([]byte, 0, len(t.req)+len(held)), t.req...), held...)
@@ -236,6 +240,9 @@ func (l *loop) startTunnel(t *tunnel) {
 	t.s[client].readable = true
 	l.arm(t, t.due())
 	l.serviceTunnel(t)
+	if l.drainAt != 0 && !t.dead {
+		l.goAway(t, false)
+	}
 }
 
 // refuse writes v.Reply to the client, then relays the part of the upstream
@@ -344,7 +351,7 @@ func (l *loop) serviceRefuse(t *tunnel) {
 				l.finish(t, Refused, fmt.Errorf("client: %w", e))
 				return
 			}
-			l.wrote(t, toDown, w)
+			l.wrote(t, toDown, b[:w])
 		}
 		if w < len(b) {
 			c.writable = false
