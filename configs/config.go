@@ -50,6 +50,14 @@ type Config struct {
 	// nginx: worker_connections (which counts upstream connections too)
 	MaxConnections int `toml:"max_connections"`
 
+	// DrainTimeout bounds a graceful shutdown (SIGTERM, SIGQUIT): new
+	// connections are refused at once, handshakes in progress may finish,
+	// and each tunnel is closed with a WebSocket close frame 1001 (Going
+	// Away) to both sides as soon as it stands between two frames; past
+	// DrainTimeout the rest are closed. Default "10s".
+	// nginx: worker_shutdown_timeout
+	DrainTimeout Duration `toml:"drain_timeout"`
+
 	// Admin is the operator's listener ([admin] table): metrics, status and
 	// health. Off unless admin.listen is set.
 	Admin Admin `toml:"admin"`
@@ -615,6 +623,7 @@ const (
 	DefaultLimitReqStatus      = 429
 	DefaultOriginMissing       = "allow"
 	DefaultIndex               = "index.html"
+	DefaultDrainTimeout        = Duration(10 * time.Second)
 
 	DefaultWeight        = 1
 	DefaultMaxFails      = 1
@@ -637,6 +646,7 @@ func (c *Config) SetDefaults() {
 	setString(&c.Log.Format, DefaultLogFormat)
 	setString(&c.Log.ErrorLog, DefaultErrorLog)
 	setString(&c.Log.AccessLog, DefaultAccessLog)
+	setZero(&c.DrainTimeout, DefaultDrainTimeout)
 	for _, u := range c.Upstreams {
 		if u != nil {
 			u.setDefaults()

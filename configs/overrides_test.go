@@ -26,8 +26,9 @@ func TestApplyQuickPath(t *testing.T) {
 		}
 	}
 	want := &Config{
-		Log:    Log{Level: "info", Format: "console", ErrorLog: "stderr", AccessLog: "stdout"},
-		Source: FlagsSource,
+		Log:          Log{Level: "info", Format: "console", ErrorLog: "stderr", AccessLog: "stdout"},
+		DrainTimeout: DefaultDrainTimeout,
+		Source:       FlagsSource,
 		Servers: []*Server{{
 			Listen:              []string{"127.0.0.1:8080"},
 			ClientHeaderTimeout: DefaultClientHeaderTimeout,

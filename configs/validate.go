@@ -30,6 +30,9 @@ func (c *Config) Validate() error {
 	l := &errorList{file: c.file, pos: c.pos}
 	c.validateLog(l)
 	c.validateAdmin(l)
+	if c.DrainTimeout < 0 {
+		l.add("drain_timeout", "must be > 0")
+	}
 	if c.Workers < 0 {
 		l.add("workers", "must be 0 (one per CPU) or more, got %d", c.Workers)
 	}

@@ -45,6 +45,8 @@ type Engine struct {
 	metrics *engineMetrics
 	admin   *admin      // nil without [admin] listen
 	live    liveTunnels // verified tunnels alive, for /tunnels
+	// draining is set by Shutdown: new connections are closed at once.
+	draining atomic.Bool
 	// goFront serves TLS listeners and TLS upstreams (tls.go).
 	goFront *goFront
 
@@ -218,10 +220,22 @@ func (e *Engine) Pending() int64 {
 // Refused is the number of handshakes the front answered with an error.
 func (e *Engine) Refused() int64 { return e.stats.refused.Load() }
 
-// drainTimeout bounds how long Stop waits by default.
-const drainTimeout = 5 * time.Second
+// stopTimeout bounds how long Stop may take after a drain.
+const stopTimeout = 5 * time.Second
 
-// Run starts the engine and blocks until ctx ends, then stops it.
+// headGrace is how long a shutdown waits for request heads still arriving
+// (a client that opened a connection and sends nothing is not worth the
+// whole drain time; nginx closes those at once).
+const headGrace = 2 * time.Second
+
+// ErrDrainIncomplete is Run's error when the graceful shutdown had to close
+// tunnels without their close frames (drain_timeout ran out, or tunnels on
+// the goroutine path, which are not frame-aware yet).
+var ErrDrainIncomplete = errors.New("drain incomplete: some tunnels were closed without a close frame")
+
+// Run starts the engine and blocks until ctx ends, then shuts it down
+// gracefully (Shutdown, within drain_timeout); the error wraps
+// ErrDrainIncomplete when the drain was not clean.
 //
 // EMFILE (verified against gnet v2.10.0): when accept() fails with
 // anything but EAGAIN, EINTR, ECONNRESET or ECONNABORTED, gnet's acceptor
@@ -253,9 +267,58 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("event loops stopped: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	clean, err := e.Shutdown(e.cfg.DrainTimeout.D())
+	if err == nil && !clean {
+		err = ErrDrainIncomplete
+	}
+	return err
+}
+
+// Shutdown stops the engine gracefully: new connections are closed at
+// once (TLS listeners stop accepting), heads being read and handshakes in
+// progress may finish, and each spliced tunnel is closed with a WebSocket
+// close frame 1001 (Going Away) to both sides as soon as both directions
+// stand between two frames (splice.Pool.Drain). What is left at drain is
+// closed; tunnels on the goroutine path (TLS) are closed without close
+// frames for now. Then it stops like Stop. clean reports whether every
+// tunnel got its close frames.
+func (e *Engine) Shutdown(drain time.Duration) (clean bool, err error) {
+	deadline := time.Now().Add(drain)
+	e.draining.Store(true)
+	if e.admin != nil {
+		e.admin.stopping.Store(true) // /healthz says 503; metrics still served
+	}
+	e.goFront.closeListeners()
+	forced := 0
+	if e.pool != nil {
+		// Tunnels are drained while heads still arrive: a head that
+		// completes hands a tunnel over that is drained at once.
+		done := make(chan struct{})
+		go func() { e.pool.Drain(deadline); close(done) }()
+		headsBy := time.Now().Add(headGrace)
+		if deadline.Before(headsBy) {
+			headsBy = deadline
+		}
+		for e.stats.conns.Load() > 0 && time.Now().Before(headsBy) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		<-done
+		for e.pool.Live() > 0 && time.Now().Before(deadline.Add(time.Second)) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		forced = e.pool.Forced()
+	}
+	// What remains are goroutine-path tunnels: goFront.stop (in Stop)
+	// closes them.
+	forced += int(e.Tunnels())
+	if forced > 0 {
+		e.log.Warn("drain closed tunnels without a close frame", zap.Int("tunnels", forced), zap.Duration("drain_timeout", drain))
+	} else {
+		e.log.Info("drained: every tunnel got its close frames")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	return e.Stop(sctx)
+	return forced == 0, e.Stop(ctx)
 }
 
 // probeFree binds and releases each gnet listen address without

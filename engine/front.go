@@ -51,6 +51,9 @@ func (f *front) OnBoot(eng gnet.Engine) gnet.Action {
 }
 
 func (f *front) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if f.e.draining.Load() {
+		return nil, gnet.Close // shutting down: gnet cannot stop accepting
+	}
 	if f.e.overCapacity() {
 		return nil, f.e.shed()
 	}

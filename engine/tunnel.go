@@ -184,7 +184,9 @@ func (t *tunnel) Judge(reply []byte) splice.Verdict {
 	t.loc.m.outcomes[101].Add(1)
 	t.e.live.add(t)
 	t.e.metrics.handshakeLatency.observe(time.Since(time.Unix(0, t.start)).Seconds())
-	return splice.Verdict{Action: splice.Tunnel}
+	// Frames start after the 101's head: splice follows them from there,
+	// so a graceful shutdown can close between two frames.
+	return splice.Verdict{Action: splice.Tunnel, FramesAfter: resp.HeadLen}
 }
 
 // fail counts one failed attempt against the current server and gives

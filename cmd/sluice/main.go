@@ -24,6 +24,10 @@ import (
 	"github.com/sluice-proxy/sluice/engine"
 )
 
+// exitDrainIncomplete is the exit status of a shutdown that had to close
+// tunnels without their close frames (1 is any other failure).
+const exitDrainIncomplete = 3
+
 // version is set at build time by the Makefile (-ldflags -X main.version=...).
 var version = "dev"
 
@@ -101,11 +105,15 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGTERM, SIGQUIT and SIGINT all drain gracefully (drain_timeout).
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
 	defer stop()
 	go reloadOnHUP(ctx, eng, logs)
 	if err := eng.Run(ctx); err != nil {
 		logs.Error.Error("stopped: " + err.Error())
+		if errors.Is(err, engine.ErrDrainIncomplete) {
+			return exitDrainIncomplete
+		}
 		return 1
 	}
 	return 0
