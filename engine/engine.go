@@ -229,8 +229,8 @@ const stopTimeout = 5 * time.Second
 const headGrace = 2 * time.Second
 
 // ErrDrainIncomplete is Run's error when the graceful shutdown had to close
-// tunnels without their close frames (drain_timeout ran out, or tunnels on
-// the goroutine path, which are not frame-aware yet).
+// tunnels without their close frames (drain_timeout ran out while a frame
+// was in flight).
 var ErrDrainIncomplete = errors.New("drain incomplete: some tunnels were closed without a close frame")
 
 // Run starts the engine and blocks until ctx ends, then shuts it down
@@ -278,10 +278,10 @@ func (e *Engine) Run(ctx context.Context) error {
 // once (TLS listeners stop accepting), heads being read and handshakes in
 // progress may finish, and each spliced tunnel is closed with a WebSocket
 // close frame 1001 (Going Away) to both sides as soon as both directions
-// stand between two frames (splice.Pool.Drain). What is left at drain is
-// closed; tunnels on the goroutine path (TLS) are closed without close
-// frames for now. Then it stops like Stop. clean reports whether every
-// tunnel got its close frames.
+// stand between two frames (splice.Pool.Drain; goroutine-path tunnels
+// the same way, drain.go). What is left at drain is closed, with a close
+// frame on a side that is between frames. Then it stops like Stop. clean
+// reports whether every tunnel got its close frames on both sides.
 func (e *Engine) Shutdown(drain time.Duration) (clean bool, err error) {
 	deadline := time.Now().Add(drain)
 	e.draining.Store(true)
@@ -308,9 +308,7 @@ func (e *Engine) Shutdown(drain time.Duration) (clean bool, err error) {
 		}
 		forced = e.pool.Forced()
 	}
-	// What remains are goroutine-path tunnels: goFront.stop (in Stop)
-	// closes them.
-	forced += int(e.Tunnels())
+	forced += e.goFront.drain(deadline)
 	if forced > 0 {
 		e.log.Warn("drain closed tunnels without a close frame", zap.Int("tunnels", forced), zap.Duration("drain_timeout", drain))
 	} else {

@@ -1,12 +1,17 @@
 package engine
 
 import (
+	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -168,4 +173,109 @@ listen = [%q]
 	case <-time.After(10 * time.Second):
 		t.Fatal("sluice did not exit after SIGTERM")
 	}
+}
+
+// TestShutdownGoingAwayTLS: tunnels on the goroutine path (a TLS client,
+// and a plaintext client of a TLS backend) get their 1001 close frames
+// too, and the drain is clean.
+func TestShutdownGoingAwayTLS(t *testing.T) {
+	be, codes := closeBackend(t)
+	s := startTLSProxy(t, "")
+	_ = s.p.e.Stop(context.Background())
+	cfg := strings.Replace(s.config, fmt.Sprintf("proxy_pass = %q", s.be.addr), fmt.Sprintf("proxy_pass = %q", be), 1)
+	p := startProxy(t, cfg)
+	d := s.dialer("a.test")
+	var clients []*websocket.Conn
+	for i := 0; i < 2; i++ {
+		c, _, err := d.Dial("wss://"+p.addr+"/ws/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		echoOnce(t, c, websocket.TextMessage, []byte("over TLS"))
+		clients = append(clients, c)
+	}
+	res := make(chan bool, 1)
+	go func() {
+		clean, err := p.e.Shutdown(3 * time.Second)
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		res <- clean
+	}()
+	for i, c := range clients {
+		if code := closeCode(c); code != websocket.CloseGoingAway {
+			t.Errorf("TLS client %d: close code %d, want 1001", i, code)
+		}
+		if code := <-codes; code != websocket.CloseGoingAway {
+			t.Errorf("backend connection %d: close code %d, want 1001", i, code)
+		}
+	}
+	if !<-res {
+		t.Fatal("the drain of TLS tunnels was not clean")
+	}
+}
+
+// TestShutdownMidFrameTLS: a TLS tunnel whose client stopped in the middle
+// of a frame cannot take a close frame toward the backend; at the drain
+// deadline it is closed anyway, the client still gets its 1001 (its side
+// is between frames), and the drain is reported unclean.
+func TestShutdownMidFrameTLS(t *testing.T) {
+	be, codes := closeBackend(t)
+	s := startTLSProxy(t, "")
+	_ = s.p.e.Stop(context.Background())
+	p := startProxy(t, strings.Replace(s.config, fmt.Sprintf("proxy_pass = %q", s.be.addr), fmt.Sprintf("proxy_pass = %q", be), 1))
+	c, err := tls.Dial("tcp", p.addr, &tls.Config{RootCAs: s.ca.pool, ServerName: "a.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, body := exchangeRaw(t, c, head("/ws/"))
+	if statusOf(resp) != 101 {
+		t.Fatalf("upgrade: %q", resp)
+	}
+	_ = body
+	// A masked text frame of 10 bytes, of which only 4 are sent.
+	if _, err := c.Write([]byte{0x81, 0x8a, 1, 2, 3, 4, 'a', 'b', 'c', 'd'}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	clean, err := p.e.Shutdown(300 * time.Millisecond)
+	if err != nil || clean {
+		t.Fatalf("Shutdown: clean %v err %v, want an unclean drain", clean, err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("drain took %v with a 300 ms deadline", d)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	got, _ := io.ReadAll(c)
+	if !bytes.Equal(got, []byte{0x88, 0x02, 0x03, 0xe9}) {
+		t.Fatalf("client got %x, want the 1001 close frame", got)
+	}
+	if code := <-codes; code == websocket.CloseGoingAway {
+		t.Fatal("the backend got a close frame in the middle of a frame")
+	}
+}
+
+// exchangeRaw writes req on c and reads the response head (and whatever
+// came with it).
+func exchangeRaw(t *testing.T, c net.Conn, req string) (head, rest string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	buf := make([]byte, 1024)
+	for !bytes.Contains(b, []byte("\r\n\r\n")) {
+		n, err := c.Read(buf)
+		b = append(b, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	_ = c.SetDeadline(time.Time{})
+	i := bytes.Index(b, []byte("\r\n\r\n")) + 4
+	return string(b[:i]), string(b[i:])
 }

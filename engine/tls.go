@@ -34,6 +34,9 @@ type goFront struct {
 	upTLS  map[*location]*tls.Config
 	bufs   map[int]*sync.Pool // relay buffers by location buffer_size
 
+	drainDeadline atomic.Int64 // a shutdown's drain deadline, unix ns (drain.go)
+	drainForced   atomic.Int64 // goroutine-path tunnels drained without close frames
+
 	lns  []net.Listener
 	wg   sync.WaitGroup
 	live atomic.Int64 // connections on this path, head to close

@@ -91,7 +91,17 @@ func (g *goFront) proxy(client net.Conn, t *tunnel, loc *location, upReq, held [
 		}
 		t.live.LastActive.Store(time.Now().UnixNano())
 		relayed = true
-		g.relay(client, up, loc, r, &t.live, func() { g.untrack(up); end() })
+		// Frame boundaries as written, for a graceful shutdown: after the
+		// 101's head toward the client; from the first held byte upward.
+		gd := &goDrain{client: client, up: up}
+		gd.cur[1] = splice.NewFrameCursor(v.FramesAfter)
+		gd.cur[1].Advance(reply)
+		gd.cur[0].Advance(held)
+		t.gdrain.Store(gd)
+		if g.e.draining.Load() { // the shutdown began during the handshake
+			gd.start(g.drainDeadline.Load())
+		}
+		g.relay(client, up, loc, r, &t.live, gd, func() { g.untrack(up); end() })
 		return
 	}
 }
@@ -186,7 +196,7 @@ func (g *goFront) refused(client, up net.Conn, loc *location, reply []byte, v sp
 	if left > 0 {
 		src = io.LimitReader(up, left)
 	}
-	n, _, err := pipe(client, up, src, g.bufs[int(loc.cfg.BufferSize)], idle, send, nil, nil)
+	n, _, err := pipe(client, up, src, g.bufs[int(loc.cfg.BufferSize)], idle, send, nil, nil, nil, 0)
 	r.BytesDown += n
 	if err != nil && !errors.Is(err, io.EOF) {
 		r.Err = err
@@ -198,7 +208,7 @@ func (g *goFront) refused(client, up net.Conn, loc *location, reply []byte, v sp
 // upstream is bounded by read_timeout between reads, every write by
 // send_timeout (as on the splice path). A direction that reads EOF passes
 // the half-close on (CloseWrite: close_notify then FIN for TLS).
-func (g *goFront) relay(client, up net.Conn, loc *location, r *splice.Report, live *splice.Live, fin func()) {
+func (g *goFront) relay(client, up net.Conn, loc *location, r *splice.Report, live *splice.Live, gd *goDrain, fin func()) {
 	type end struct {
 		up  bool // the client→upstream direction
 		n   int64
@@ -230,6 +240,12 @@ func (g *goFront) relay(client, up net.Conn, loc *location, r *splice.Report, li
 		if errors.Is(a.err, io.EOF) && !errors.Is(b.err, io.EOF) {
 			r.Reason, r.Err = endReason(b.up, b.rd, b.err)
 		}
+		if drained(a.err) || drained(b.err) {
+			r.Reason, r.Err = splice.Shutdown, nil
+			if !errors.Is(a.err, errDrained) || !errors.Is(b.err, errDrained) {
+				g.drainForced.Add(1)
+			}
+		}
 		fin()
 	}
 	run := func(i int, upDir bool) {
@@ -241,10 +257,11 @@ func (g *goFront) relay(client, up net.Conn, loc *location, r *splice.Report, li
 		if upDir {
 			count = &live.BytesUp
 		}
-		n, rd, err := pipe(dst, src, src, g.bufs[int(loc.cfg.BufferSize)], read, loc.cfg.SendTimeout.D(), count, &live.LastActive)
-		if errors.Is(err, io.EOF) {
+		n, rd, err := pipe(dst, src, src, g.bufs[int(loc.cfg.BufferSize)], read, loc.cfg.SendTimeout.D(), count, &live.LastActive, gd, i)
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, errDrained):
 			closeWrite(dst)
-		} else {
+		default:
 			_ = client.Close()
 			_ = up.Close()
 		}
@@ -293,7 +310,13 @@ func endReason(upDir, readSide bool, err error) (splice.Reason, error) {
 //
 // count and last, when not nil, follow the bytes written and the time of
 // the last write, for observers (Engine.live).
-func pipe(dst, src net.Conn, r io.Reader, pool *sync.Pool, readTimeout, sendTimeout time.Duration, count, last *atomic.Int64) (n int64, readSide bool, err error) {
+//
+// gd, when not nil, is the tunnel's drain state and dir this direction
+// (0: toward the upstream, 1: toward the client): once a drain starts,
+// pipe ends at the next frame boundary of what it has written, after
+// writing a close frame 1001 there (errDrained), or at the drain deadline
+// without one (errDrainForced).
+func pipe(dst, src net.Conn, r io.Reader, pool *sync.Pool, readTimeout, sendTimeout time.Duration, count, last *atomic.Int64, gd *goDrain, dir int) (n int64, readSide bool, err error) {
 	var rc syscall.RawConn
 	if tc, ok := src.(*net.TCPConn); ok && r == io.Reader(src) {
 		rc, _ = tc.SyscallConn()
@@ -308,7 +331,31 @@ func pipe(dst, src net.Conn, r io.Reader, pool *sync.Pool, readTimeout, sendTime
 		}
 	}()
 	for {
-		if readTimeout > 0 {
+		if gd != nil {
+			if at := gd.at.Load(); at != 0 {
+				if gd.cur[dir].AtBoundary() {
+					f := splice.GoingAway(dir == 1)
+					_ = dst.SetWriteDeadline(time.Now().Add(time.Second))
+					w, werr := dst.Write(f)
+					n += int64(w)
+					if werr != nil || w != len(f) {
+						return n, false, errDrainForced
+					}
+					return n, false, errDrained
+				}
+				if time.Now().UnixNano() >= at {
+					return n, false, errDrainForced
+				}
+				// A frame is in flight: relay on, but wake by the deadline.
+				d := time.Unix(0, at)
+				if readTimeout > 0 && time.Now().Add(readTimeout).Before(d) {
+					d = time.Now().Add(readTimeout)
+				}
+				_ = src.SetReadDeadline(d)
+			} else if readTimeout > 0 {
+				_ = src.SetReadDeadline(time.Now().Add(readTimeout))
+			}
+		} else if readTimeout > 0 {
 			_ = src.SetReadDeadline(time.Now().Add(readTimeout))
 		}
 		var (
@@ -336,6 +383,9 @@ func pipe(dst, src net.Conn, r io.Reader, pool *sync.Pool, readTimeout, sendTime
 			}
 			w, werr := dst.Write(buf[:m])
 			n += int64(w)
+			if gd != nil {
+				gd.cur[dir].Advance(buf[:w])
+			}
 			if count != nil && w > 0 {
 				count.Add(int64(w))
 				last.Store(time.Now().UnixNano())
@@ -345,6 +395,9 @@ func pipe(dst, src net.Conn, r io.Reader, pool *sync.Pool, readTimeout, sendTime
 			}
 		}
 		if rerr != nil {
+			if gd != nil && gd.at.Load() != 0 && isTimeout(rerr) {
+				continue // woken for the drain, or its deadline: look again
+			}
 			return n, true, rerr
 		}
 		switch {

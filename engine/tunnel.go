@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -39,8 +40,9 @@ type tunnel struct {
 	opened    bool     // a verified tunnel was counted on cur
 	slot      connSlot // limit_conn slot, given back in Done
 
-	id   uint64      // set when the 101 is verified: the key in Engine.live
-	live splice.Live // bytes and last activity as they happen (/tunnels)
+	id     uint64                  // set when the 101 is verified: the key in Engine.live
+	live   splice.Live             // bytes and last activity as they happen (/tunnels)
+	gdrain atomic.Pointer[goDrain] // goroutine-path tunnels: their drain state (drain.go)
 }
 
 // newTunnel is called where the request head is parsed: it keeps the few

@@ -98,3 +98,30 @@ var (
 	closeToClient   = []byte{0x88, 0x02, 0x03, 0xe9}
 	closeToUpstream = []byte{0x88, 0x82, 0x5a, 0x3c, 0x96, 0xa5, 0x03 ^ 0x5a, 0xe9 ^ 0x3c}
 )
+
+// FrameCursor is the frame-boundary follower for relays outside splice
+// (the engine's goroutine path for TLS tunnels). The zero value expects
+// frames from the first byte.
+type FrameCursor struct{ c frameCursor }
+
+// NewFrameCursor returns a cursor that passes skip bytes (an HTTP head)
+// before it expects frames.
+func NewFrameCursor(skip int) FrameCursor {
+	return FrameCursor{frameCursor{need: uint64(max(skip, 0))}}
+}
+
+// Advance moves the cursor past bytes written.
+func (f *FrameCursor) Advance(b []byte) { f.c.advance(b) }
+
+// AtBoundary reports whether the bytes so far end exactly between frames.
+func (f *FrameCursor) AtBoundary() bool { return f.c.atBoundary() }
+
+// GoingAway is the close frame with status 1001 for one side: unmasked
+// toward the client, masked toward the upstream. The slice is shared:
+// never write into it.
+func GoingAway(toClient bool) []byte {
+	if toClient {
+		return closeToClient
+	}
+	return closeToUpstream
+}

@@ -51,7 +51,7 @@ func TestBrowserChat(t *testing.T) {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profileDir(t)),
 		chromedp.WindowSize(900, 640),
 	)
 	defer cancelAlloc() // stops Chromium and waits for it, before TempDir's cleanup
@@ -228,4 +228,27 @@ func waitAccepts(t *testing.T, addr string) {
 		}
 		time.Sleep(20 * time.Millisecond) // connection refused returns at once: pace the retries
 	}
+}
+
+// profileDir is a fresh Chromium profile directory. Not t.TempDir: a
+// Chromium helper process can still be writing into it for a moment after
+// the browser has exited, and TempDir's cleanup then fails the test. This
+// one is removed with retries, and a leftover is only logged.
+func profileDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sluice-chat-profile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var err error
+		for i := 0; i < 50; i++ {
+			if err = os.RemoveAll(dir); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("Chromium profile %s not removed: %v", dir, err)
+	})
+	return dir
 }
