@@ -326,7 +326,7 @@ type namedLocation struct {
 func (e *Engine) locations() []namedLocation {
 	var out []namedLocation
 	seen := map[*server]bool{}
-	for _, ln := range e.router.listeners {
+	for _, ln := range e.rt().listeners {
 		for _, s := range ln.servers {
 			if seen[s] {
 				continue
@@ -353,7 +353,7 @@ type namedServer struct {
 // re-resolution may have changed them).
 func (e *Engine) upstreamServers() []namedServer {
 	var out []namedServer
-	for _, g := range e.router.groups {
+	for _, g := range e.rt().groups {
 		for _, s := range g.Servers() {
 			out = append(out, namedServer{group: g.Name, srv: s, labels: labels("group", g.Name, "server", s.Name, "address", s.Addr.String())})
 		}

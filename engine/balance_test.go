@@ -142,10 +142,10 @@ func lbProxy(t *testing.T, tmpl, addr string, bes ...*lbBackend) (*proxy, func()
 // group returns the proxy's only upstream group.
 func (p *proxy) group(t *testing.T) *upstream.Group {
 	t.Helper()
-	if len(p.e.router.groups) != 1 {
-		t.Fatalf("%d groups", len(p.e.router.groups))
+	if len(p.e.rt().groups) != 1 {
+		t.Fatalf("%d groups", len(p.e.rt().groups))
 	}
-	return p.e.router.groups[0]
+	return p.e.rt().groups[0]
 }
 
 // server returns the group's server for backend b.

@@ -325,7 +325,7 @@ client_header_timeout = "300ms"`, 1)
 	if took < 250*time.Millisecond || took > 1500*time.Millisecond {
 		t.Fatalf("closed after %v, want about 300ms", took)
 	}
-	if n := p.e.router.listeners[0].pending.count(); n != 0 {
+	if n := p.e.rt().listeners[0].pending.count(); n != 0 {
 		t.Fatalf("%d connections still listed as pending after the timeout", n)
 	}
 }

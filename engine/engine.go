@@ -34,8 +34,11 @@ import (
 
 // Engine is a running (or ready to run) proxy for one config.
 type Engine struct {
-	cfg    *configs.Config
-	router *router
+	cfg *configs.Config
+	// cur is the routing of the config in force; a reload swaps it, and
+	// each connection keeps the listener (and so the servers, locations
+	// and rules) it arrived under.
+	cur    atomic.Pointer[router]
 	pool   *splice.Pool
 	log    *zap.Logger
 	access accessLog
@@ -74,16 +77,14 @@ func New(cfg *configs.Config, logs Logs) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, router: r, log: logs.Error, access: accessLog{logs.Access}, metrics: newEngineMetrics()}
-	if e.guards, err = buildGuards(r, cfg); err != nil {
+	e := &Engine{cfg: cfg, log: logs.Error, access: accessLog{logs.Access}, metrics: newEngineMetrics()}
+	e.guards = &guards{maxConns: maxConnections(cfg.MaxConnections)}
+	e.goFront = newGoFront(e)
+	if err := e.prepare(r, cfg); err != nil {
+		r.closeFiles()
 		return nil, err
 	}
-	if e.goFront, err = buildGoFront(e, cfg); err != nil {
-		return nil, err
-	}
-	for _, ln := range r.listeners {
-		ln.http = newPlainServer(e, ln, e.goFront.serves(ln))
-	}
+	e.cur.Store(r)
 	return e, nil
 }
 
@@ -103,31 +104,31 @@ func (e *Engine) Start() error {
 		return fmt.Errorf("relay pool: %w", err)
 	}
 	e.pool = pool
-	addrs := make([]string, 0, len(e.router.listeners))
-	for _, ln := range e.router.listeners {
+	addrs := make([]string, 0, len(e.rt().listeners))
+	for _, ln := range e.rt().listeners {
 		if !e.goFront.serves(ln) {
 			addrs = append(addrs, "tcp://"+ln.addr)
 		}
 	}
 	if err := probeFree(addrs); err != nil {
 		e.pool.Close()
-		e.router.closeFiles()
+		e.rt().closeFiles()
 		return err
 	}
 	if err := e.startAdmin(); err != nil {
 		e.pool.Close()
-		e.router.closeFiles()
+		e.rt().closeFiles()
 		return err
 	}
 	if err := e.goFront.bind(); err != nil {
 		e.admin.stop(context.Background())
 		e.pool.Close()
-		e.router.closeFiles()
+		e.rt().closeFiles()
 		return err
 	}
 	e.done = make(chan error, 1)
 	if len(addrs) == 0 { // TLS listeners only: no gnet engine at all
-		e.router.start()
+		e.rt().start()
 		e.goFront.serve()
 		e.log.Info("listening", zap.Strings("addrs", e.goFront.addrs()), zap.Int("workers", e.workers()))
 		return nil
@@ -156,7 +157,7 @@ func (e *Engine) Start() error {
 	select {
 	case eng := <-f.booted:
 		e.gnet = eng
-		e.router.start()
+		e.rt().start()
 		e.goFront.serve()
 		e.log.Info("listening", zap.Strings("addrs", append(addrs, e.goFront.addrs()...)), zap.Int("workers", e.workers()))
 		return nil
@@ -164,7 +165,7 @@ func (e *Engine) Start() error {
 		e.goFront.closeListeners()
 		e.admin.stop(context.Background())
 		e.pool.Close()
-		e.router.closeFiles()
+		e.rt().closeFiles()
 		if err == nil {
 			err = errors.New("event loops stopped at start")
 		}
@@ -192,8 +193,8 @@ func (e *Engine) Stop(ctx context.Context) error {
 		if e.pool != nil {
 			e.pool.Close()
 		}
-		e.router.stop()
-		for _, ln := range e.router.listeners {
+		e.rt().stop()
+		for _, ln := range e.rt().listeners {
 			ln.http.closeIdle()
 		}
 	})
@@ -259,7 +260,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.admin.stop(context.Background())
 		e.goFront.stop()
 		e.pool.Close()
-		e.router.stop()
+		e.rt().stop()
 		if err == nil {
 			// gnet reports some fatal stops (an acceptor error) only in its
 			// own log and returns nil.
@@ -333,6 +334,24 @@ func probeFree(addrs []string) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 		_ = ln.Close()
+	}
+	return nil
+}
+
+// rt is the routing in force.
+func (e *Engine) rt() *router { return e.cur.Load() }
+
+// prepare finishes a freshly built router for this engine: admission
+// rules, TLS material, and a plain-HTTP server per listener.
+func (e *Engine) prepare(r *router, cfg *configs.Config) error {
+	if err := buildRules(r); err != nil {
+		return err
+	}
+	if err := buildTLS(r, cfg); err != nil {
+		return err
+	}
+	for _, ln := range r.listeners {
+		ln.http = newPlainServer(e, ln, ln.certs != nil)
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func (f *front) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, f.e.shed()
 	}
 	local := addrPort(c.LocalAddr())
-	ln := f.e.router.listenerFor(local)
+	ln := f.e.rt().listenerFor(local)
 	if ln == nil {
 		// Cannot happen with the listeners we bound; refuse rather than guess.
 		return nil, gnet.Close
@@ -209,7 +209,7 @@ func (f *front) refuse(c gnet.Conn, cc *clientConn, srv *server, req *handshake.
 // gnet's concurrency-safe calls.
 func (f *front) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now().UnixNano()
-	for _, ln := range f.e.router.listeners {
+	for _, ln := range f.e.rt().listeners {
 		ln.pending.expire(now, f.timeout)
 	}
 	return tickInterval, gnet.None

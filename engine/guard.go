@@ -41,14 +41,14 @@ const (
 
 var ruleNames = [...]string{RuleAccess, RuleOrigin, RuleLimitReq, RuleLimitConn, RuleMaxConnections, RuleProxyProtocol}
 
-// guards is the engine's admission state: the rules built from the config
-// and the refusal counters.
+// guards is the engine's admission state that outlives a config reload:
+// the global cap and the refusal counters. The rules themselves hang on
+// the server, location and listener they belong to (srv.guard, loc.guard,
+// ln.proxyOn), so a connection keeps the rules of the config it arrived
+// under.
 type guards struct {
-	servers   map[*server]*serverGuard
-	locations map[*location]*locationGuard
-	proxy     map[*listener]*guard.RealIP // listeners with proxy_protocol: whom to believe
-	maxConns  int64
-	refusals  [len(ruleNames)]atomic.Int64
+	maxConns int64
+	refusals [len(ruleNames)]atomic.Int64
 	// lastShedLog is when "at max_connections" was last logged (unix ns).
 	lastShedLog atomic.Int64
 }
@@ -67,34 +67,32 @@ type locationGuard struct {
 	rate   *guard.RateLimiter // the same
 }
 
-// buildGuards turns the validated admission keys of cfg into guard rules.
-func buildGuards(r *router, cfg *configs.Config) (*guards, error) {
-	g := &guards{servers: map[*server]*serverGuard{}, locations: map[*location]*locationGuard{}, proxy: map[*listener]*guard.RealIP{}}
+// buildRules turns the validated admission keys of a config into rules on
+// r's servers, locations and listeners.
+func buildRules(r *router) error {
 	for _, ln := range r.listeners {
 		for _, s := range ln.servers {
-			if g.servers[s] != nil {
+			if s.guard != nil {
 				continue
 			}
-			if err := g.buildServer(s); err != nil {
-				return nil, fmt.Errorf("server %s: %w", s.name, err)
+			if err := buildServerRules(s); err != nil {
+				return fmt.Errorf("server %s: %w", s.name, err)
 			}
 		}
 		// The PROXY header comes before any Host: the listener's default
 		// server says whom to believe (configs makes servers on one
 		// address agree on proxy_protocol).
 		if def := ln.servers[0].cfg; def.ProxyProtocol {
-			var trusted *guard.RealIP
+			ln.proxyOn = true
 			if def.RealIPHeader == "proxy_protocol" {
-				trusted, _ = guard.NewRealIP(def.RealIPFrom)
+				ln.proxyTrust, _ = guard.NewRealIP(def.RealIPFrom)
 			}
-			g.proxy[ln] = trusted
 		}
 	}
-	g.maxConns = maxConnections(cfg.MaxConnections)
-	return g, nil
+	return nil
 }
 
-func (g *guards) buildServer(s *server) error {
+func buildServerRules(s *server) error {
 	sc := s.cfg
 	sg := &serverGuard{connStatus: sc.LimitConnStatus, reqStatus: sc.LimitReqStatus}
 	var err error
@@ -114,7 +112,7 @@ func (g *guards) buildServer(s *server) error {
 	if err != nil {
 		return err
 	}
-	g.servers[s] = sg
+	s.guard = sg
 	for _, loc := range s.locations {
 		lc := loc.cfg
 		lg := &locationGuard{conns: conns, rate: rate}
@@ -139,7 +137,7 @@ func (g *guards) buildServer(s *server) error {
 				return fmt.Errorf("location %s: %w", lc.Path, err)
 			}
 		}
-		g.locations[loc] = lg
+		loc.guard = lg
 	}
 	return nil
 }
@@ -227,7 +225,7 @@ func (s *connSlot) release() {
 // the buffer to go on with, or nil and the action to return (wait for more
 // bytes, or the refusal).
 func (f *front) proxyHeader(c gnet.Conn, cc *clientConn, buf []byte) ([]byte, gnet.Action) {
-	trusted, on := f.e.guards.proxy[cc.ln]
+	trusted, on := cc.ln.proxyTrust, cc.ln.proxyOn
 	if !on {
 		cc.proxied = true
 		return buf, gnet.None
@@ -272,8 +270,7 @@ type refusal struct {
 // plain is set for a plain HTTP request: limit_conn and the Origin policy
 // are about tunnels and are skipped; the address rules and limit_req apply.
 func (e *Engine) admit(cc *clientConn, srv *server, loc *location, req *handshake.Request, plain bool) (r refusal, ok bool) {
-	g := e.guards
-	sg, lg := g.servers[srv], g.locations[loc]
+	sg, lg := srv.guard, loc.guard
 	if sg == nil || lg == nil {
 		return refusal{}, true
 	}

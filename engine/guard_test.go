@@ -484,7 +484,7 @@ limit_conn = 10
 	for _, c := range tunnels {
 		c.Close()
 	}
-	lim := p.e.guards.locations[p.e.router.listeners[0].servers[0].locations[0]].conns
+	lim := p.e.rt().listeners[0].servers[0].locations[0].guard.conns
 	waitFor(t, "all slots back", func() bool { return lim.Total() == 0 })
 
 	// Churn: no slot leaks. 8 clients from one address, well under the

@@ -249,7 +249,7 @@ func TestPlainThenUpgradeOnOneConnection(t *testing.T) {
 	}
 	settle := func() {
 		waitFor(t, "tunnel to end", func() bool { return p.e.Tunnels() == 0 && p.e.Pending() == 0 })
-		for _, ln := range p.e.router.listeners {
+		for _, ln := range p.e.rt().listeners {
 			ln.http.closeIdle() // the backend pool's keep-alive connection is not a leak
 		}
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-proxy/sluice/configs"
+	"github.com/sluice-proxy/sluice/guard"
 	"github.com/sluice-proxy/sluice/handshake"
 	"github.com/sluice-proxy/sluice/upstream"
 )
@@ -29,6 +31,9 @@ type listener struct {
 	maxHead       int           // the largest max_header_bytes among its servers
 	pending       pendingList   // connections still sending their head
 	http          *plainServer  // serves its plain HTTP connections (plain.go)
+	certs         *certStore    // a TLS listener's certificates; nil: plaintext (gnet)
+	proxyOn       bool          // proxy_protocol: a PROXY header comes first
+	proxyTrust    *guard.RealIP // whose PROXY header address is believed; nil: nobody's
 }
 
 // server is one [[server]] block.
@@ -38,7 +43,8 @@ type server struct {
 	wildcards []string // ".example.com" for "*.example.com"
 	locations []*location
 	maxHead   int
-	name      string // first server_name or "_", for the access log
+	name      string       // first server_name or "_", for the access log
+	guard     *serverGuard // its admission rules (guard.go)
 }
 
 // location is one [[server.location]] block, ready to use: a proxy
@@ -50,6 +56,8 @@ type location struct {
 	files *static         // a static location's files; nil while its root is missing
 	host  []byte          // Host sent upstream; nil keeps the client's
 	m     locMetrics      // its counters (metrics.go)
+	guard *locationGuard  // its admission rules (guard.go)
+	upTLS *tls.Config     // client TLS toward its backends; nil: plaintext (splice)
 }
 
 // isStatic reports whether the location serves files.
@@ -240,6 +248,16 @@ func parseListen(addr string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("listen %q: %w", addr, err)
 	}
 	return ap, nil
+}
+
+// listenerAt is the listener configured for addr (as written in listen).
+func (r *router) listenerAt(addr string) *listener {
+	for _, ln := range r.listeners {
+		if ln.addr == addr {
+			return ln
+		}
+	}
+	return nil
 }
 
 // listenerFor finds the listener an accepted connection arrived on, from

@@ -29,10 +29,10 @@ import (
 // Why not kTLS: it is not available here, and without it every byte is
 // decrypted by crypto/tls anyway.
 type goFront struct {
-	e      *Engine
-	stores map[*listener]*certStore // TLS listeners
-	upTLS  map[*location]*tls.Config
-	bufs   map[int]*sync.Pool // relay buffers by location buffer_size
+	e *Engine
+
+	bufMu sync.Mutex
+	bufs  map[int]*sync.Pool // relay buffers by location buffer_size
 
 	drainDeadline atomic.Int64 // a shutdown's drain deadline, unix ns (drain.go)
 	drainForced   atomic.Int64 // goroutine-path tunnels drained without close frames
@@ -46,16 +46,27 @@ type goFront struct {
 	closing bool
 }
 
-// buildGoFront loads every certificate and upstream CA bundle of cfg.
-func buildGoFront(e *Engine, cfg *configs.Config) (*goFront, error) {
-	g := &goFront{
-		e:      e,
-		stores: map[*listener]*certStore{},
-		upTLS:  map[*location]*tls.Config{},
-		bufs:   map[int]*sync.Pool{},
-		conns:  map[net.Conn]struct{}{},
+func newGoFront(e *Engine) *goFront {
+	return &goFront{e: e, bufs: map[int]*sync.Pool{}, conns: map[net.Conn]struct{}{}}
+}
+
+// bufPool is the pool of relay buffers of one size (taken when a relay
+// direction starts a burst, not per chunk).
+func (g *goFront) bufPool(size int) *sync.Pool {
+	g.bufMu.Lock()
+	defer g.bufMu.Unlock()
+	p := g.bufs[size]
+	if p == nil {
+		p = &sync.Pool{New: func() any { b := make([]byte, size); return &b }}
+		g.bufs[size] = p
 	}
-	for _, ln := range e.router.listeners {
+	return p
+}
+
+// buildTLS loads every certificate and upstream CA bundle of cfg onto r's
+// listeners (ln.certs) and locations (loc.upTLS).
+func buildTLS(r *router, cfg *configs.Config) error {
+	for _, ln := range r.listeners {
 		var st *certStore
 		for _, s := range ln.servers {
 			if s.cfg.TLS == nil {
@@ -81,29 +92,25 @@ func buildGoFront(e *Engine, cfg *configs.Config) (*goFront, error) {
 			continue
 		}
 		if err := st.load(); err != nil {
-			return nil, fmt.Errorf("listen %s: %w", ln.addr, err)
+			return fmt.Errorf("listen %s: %w", ln.addr, err)
 		}
-		g.stores[ln] = st
+		ln.certs = st
 	}
-	for _, ln := range e.router.listeners {
+	for _, ln := range r.listeners {
 		for _, s := range ln.servers {
 			for _, loc := range s.locations {
-				size := int(loc.cfg.BufferSize)
-				if g.bufs[size] == nil {
-					g.bufs[size] = &sync.Pool{New: func() any { b := make([]byte, size); return &b }}
-				}
-				if _, done := g.upTLS[loc]; done || !loc.cfg.TLSUpstream() {
+				if loc.upTLS != nil || !loc.cfg.TLSUpstream() {
 					continue
 				}
 				c, err := upstreamTLSConfig(cfg, loc.cfg.UpstreamTLS)
 				if err != nil {
-					return nil, fmt.Errorf("location %s: %w", loc.cfg.Path, err)
+					return fmt.Errorf("location %s: %w", loc.cfg.Path, err)
 				}
-				g.upTLS[loc] = c
+				loc.upTLS = c
 			}
 		}
 	}
-	return g, nil
+	return nil
 }
 
 // upstreamTLSConfig is the client side of TLS to backends. ServerName is
@@ -127,29 +134,35 @@ func upstreamTLSConfig(cfg *configs.Config, u *configs.UpstreamTLS) (*tls.Config
 }
 
 // serves reports whether ln is a TLS listener (served here, not by gnet).
-func (g *goFront) serves(ln *listener) bool { return g.stores[ln] != nil }
+func (g *goFront) serves(ln *listener) bool { return ln.certs != nil }
 
 // tlsUpstream returns the client TLS config of loc's backends, or nil for
 // plaintext backends (which splice relays).
-func (g *goFront) tlsUpstream(loc *location) *tls.Config { return g.upTLS[loc] }
+func (g *goFront) tlsUpstream(loc *location) *tls.Config { return loc.upTLS }
 
 // bind listens on every TLS address; serve starts accepting. They are
 // separate so that Start can bind everything before anything is served.
 func (g *goFront) bind() error {
-	for ln := range g.stores {
+	for _, ln := range g.e.rt().listeners {
+		if ln.certs == nil {
+			continue
+		}
 		l, err := net.Listen("tcp", ln.addr)
 		if err != nil {
 			g.closeListeners()
 			return fmt.Errorf("listen %s: %w", ln.addr, err)
 		}
-		g.lns = append(g.lns, &boundListener{Listener: l, ln: ln})
+		g.lns = append(g.lns, &boundListener{Listener: l, addr: ln.addr})
 	}
 	return nil
 }
 
+// boundListener is a TLS listening socket. It outlives config reloads: each
+// accepted connection is served by the listener its address has in the
+// config current at that moment.
 type boundListener struct {
 	net.Listener
-	ln *listener
+	addr string
 }
 
 func (g *goFront) serve() {
@@ -216,7 +229,6 @@ func (g *goFront) stopping() bool {
 // instead of ending the listener, unlike gnet's acceptor.
 func (g *goFront) accept(b *boundListener) {
 	defer g.wg.Done()
-	st := g.stores[b.ln]
 	var backoff time.Duration
 	for {
 		// Backpressure: at the cap, the next connections wait in the
@@ -231,7 +243,7 @@ func (g *goFront) accept(b *boundListener) {
 				return
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			g.e.log.Warn("accept failed", zap.String("listen", b.ln.addr), zapErr(err))
+			g.e.log.Warn("accept failed", zap.String("listen", b.addr), zapErr(err))
 			time.Sleep(backoff)
 			continue
 		}
@@ -248,7 +260,8 @@ func (g *goFront) accept(b *boundListener) {
 		}
 		g.wg.Add(1)
 		g.live.Add(1)
-		go g.serveTLS(b.ln, st, c)
+		ln := g.e.rt().listenerAt(b.addr)
+		go g.serveTLS(ln, ln.certs, c)
 	}
 }
 
@@ -272,7 +285,7 @@ func (g *goFront) serveTLS(ln *listener, st *certStore, raw net.Conn) {
 	cc := &clientConn{ln: ln, opened: opened.UnixNano(), remote: addrPort(raw.RemoteAddr())}
 	_ = raw.SetDeadline(opened.Add(ln.headerTimeout))
 	under := raw
-	if trusted, on := g.e.guards.proxy[ln]; on {
+	if trusted, on := ln.proxyTrust, ln.proxyOn; on {
 		var ok bool
 		if under, ok = g.readProxyHeader(raw, cc, trusted); !ok {
 			return
@@ -472,7 +485,11 @@ func (s *certStore) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 // established keep the session they have.
 func (e *Engine) ReloadCertificates() error {
 	var errs []error
-	for ln, st := range e.goFront.stores {
+	for _, ln := range e.rt().listeners {
+		st := ln.certs
+		if st == nil {
+			continue
+		}
 		if err := st.load(); err != nil {
 			errs = append(errs, fmt.Errorf("listen %s: %w", ln.addr, err))
 		}

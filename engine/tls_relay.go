@@ -133,7 +133,7 @@ func (g *goFront) attempt(t *tunnel, loc *location, addr string, upReq []byte, r
 		}
 		return nil, nil, v, splice.HandshakeFailed, fmt.Errorf("%s: %w", addr, err)
 	}
-	if cfg := g.upTLS[loc]; cfg != nil {
+	if cfg := loc.upTLS; cfg != nil {
 		if cfg.ServerName == "" {
 			cfg = cfg.Clone()
 			cfg.ServerName = hostOnly(t.cur.Name)
@@ -196,7 +196,7 @@ func (g *goFront) refused(client, up net.Conn, loc *location, reply []byte, v sp
 	if left > 0 {
 		src = io.LimitReader(up, left)
 	}
-	n, _, err := pipe(client, up, src, g.bufs[int(loc.cfg.BufferSize)], idle, send, nil, nil, nil, 0)
+	n, _, err := pipe(client, up, src, g.bufPool(int(loc.cfg.BufferSize)), idle, send, nil, nil, nil, 0)
 	r.BytesDown += n
 	if err != nil && !errors.Is(err, io.EOF) {
 		r.Err = err
@@ -257,7 +257,7 @@ func (g *goFront) relay(client, up net.Conn, loc *location, r *splice.Report, li
 		if upDir {
 			count = &live.BytesUp
 		}
-		n, rd, err := pipe(dst, src, src, g.bufs[int(loc.cfg.BufferSize)], read, loc.cfg.SendTimeout.D(), count, &live.LastActive, gd, i)
+		n, rd, err := pipe(dst, src, src, g.bufPool(int(loc.cfg.BufferSize)), read, loc.cfg.SendTimeout.D(), count, &live.LastActive, gd, i)
 		switch {
 		case errors.Is(err, io.EOF), errors.Is(err, errDrained):
 			closeWrite(dst)
