@@ -58,7 +58,7 @@ unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@# Tests whose full size the race detector cannot carry (it slows the
 	@# 10,000-connection churn of TestLimitConn to minutes), again without it.
-	$(GO) test -count=1 -timeout 10m -run '^(TestLimitConn|TestPlainBodiesStream)$$' ./engine/
+	$(GO) test -count=1 -timeout 10m -run '^(TestLimitConn|TestPlainBodiesStream|TestReloadUnderLoad)$$' ./engine/
 
 bench:
 	$(GO) test -run XXX -bench . -benchmem ./handshake/ ./splice/ ./upstream/ ./bench/

@@ -107,6 +107,8 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 
 	m.family("sluice_build_info", "gauge", "Always 1; the version is a label.")
 	m.sample("sluice_build_info", labels("version", Version), 1)
+	m.family("sluice_config_generation", "gauge", "Config reloads that took effect since start.")
+	m.sample("sluice_config_generation", "", float64(e.Generation()))
 	m.family("sluice_uptime_seconds", "gauge", "Seconds since the engine started.")
 	m.sample("sluice_uptime_seconds", "", time.Since(e.metrics.started).Seconds())
 
@@ -217,6 +219,7 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 		Version        string           `json:"version"`
 		UptimeSeconds  float64          `json:"uptime_seconds"`
 		ConfigSource   string           `json:"config_source"`
+		Generation     int64            `json:"config_generation"`
 		Connections    int64            `json:"connections"`
 		MaxConnections int64            `json:"max_connections"`
 		Tunnels        int64            `json:"tunnels"`
@@ -228,6 +231,7 @@ func (a *admin) status(w http.ResponseWriter, r *http.Request) {
 		Version:        Version,
 		UptimeSeconds:  time.Since(e.metrics.started).Seconds(),
 		ConfigSource:   e.cfg.Source,
+		Generation:     e.Generation(),
 		Connections:    e.Pending(),
 		MaxConnections: e.guards.maxConns,
 		Tunnels:        e.Tunnels(),
@@ -321,12 +325,14 @@ type namedLocation struct {
 	labels string
 }
 
-// locations lists every location once, in config order, labelled by its
-// server's name and its path.
-func (e *Engine) locations() []namedLocation {
+// locations lists every location of the config in force once, labelled by
+// its server's name and its path.
+func (e *Engine) locations() []namedLocation { return locationsOf(e.rt()) }
+
+func locationsOf(r *router) []namedLocation {
 	var out []namedLocation
 	seen := map[*server]bool{}
-	for _, ln := range e.rt().listeners {
+	for _, ln := range r.listeners {
 		for _, s := range ln.servers {
 			if seen[s] {
 				continue

@@ -38,7 +38,9 @@ type Engine struct {
 	// cur is the routing of the config in force; a reload swaps it, and
 	// each connection keeps the listener (and so the servers, locations
 	// and rules) it arrived under.
-	cur    atomic.Pointer[router]
+	cur        atomic.Pointer[router]
+	generation atomic.Int64 // reloads that took effect
+	reloadState
 	pool   *splice.Pool
 	log    *zap.Logger
 	access accessLog

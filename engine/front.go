@@ -212,6 +212,13 @@ func (f *front) OnTick() (time.Duration, gnet.Action) {
 	for _, ln := range f.e.rt().listeners {
 		ln.pending.expire(now, f.timeout)
 	}
+	// Heads that began under a config since replaced still get their
+	// timeout.
+	for _, r := range f.e.retiredRouters() {
+		for _, ln := range r.listeners {
+			ln.pending.expire(now, f.timeout)
+		}
+	}
 	return tickInterval, gnet.None
 }
 

@@ -445,7 +445,7 @@ func spliceJob(fd int, held, upReq []byte, loc *location, t *tunnel) *splice.Job
 // logged and answered 404 (nginx starts too, and logs each miss), so that
 // the embedded default runs anywhere.
 func staticLocation(cfg *configs.Config, lc *configs.Location, log *zap.Logger) *location {
-	loc := &location{cfg: lc, path: []byte(lc.Path)}
+	loc := &location{cfg: lc, path: []byte(lc.Path), m: new(locMetrics)}
 	root := cfg.ResolvePath(lc.Root)
 	if abs, err := filepath.Abs(root); err == nil {
 		root = abs

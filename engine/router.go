@@ -55,7 +55,7 @@ type location struct {
 	group *upstream.Group // nil for a static location
 	files *static         // a static location's files; nil while its root is missing
 	host  []byte          // Host sent upstream; nil keeps the client's
-	m     locMetrics      // its counters (metrics.go)
+	m     *locMetrics     // its counters (metrics.go), carried over by reloads
 	guard *locationGuard  // its admission rules (guard.go)
 	upTLS *tls.Config     // client TLS toward its backends; nil: plaintext (splice)
 }
@@ -109,7 +109,7 @@ func buildRouter(cfg *configs.Config, log *zap.Logger) (*router, error) {
 				groups[lc.Upstream] = g
 				r.groups = append(r.groups, g)
 			}
-			loc := &location{cfg: lc, path: []byte(lc.Path), group: g}
+			loc := &location{cfg: lc, path: []byte(lc.Path), group: g, m: new(locMetrics)}
 			if lc.Host != "" {
 				loc.host = []byte(lc.Host)
 			}

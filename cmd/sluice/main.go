@@ -79,17 +79,20 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	// No --config: Apply builds the config from --proxy flags, or takes the
-	// embedded default when there are none.
-	var base *configs.Config
-	if cfgPath != "" {
-		c, err := configs.Load(cfgPath)
-		if err != nil {
-			fmt.Fprintf(stderr, "sluice: %v\n", err)
-			return 1
+	// embedded default when there are none. A reload (SIGHUP) reads it the
+	// same way again.
+	load := func() (*configs.Config, error) {
+		var base *configs.Config
+		if cfgPath != "" {
+			c, err := configs.Load(cfgPath)
+			if err != nil {
+				return nil, err
+			}
+			base = c
 		}
-		base = c
+		return configs.Apply(base, o)
 	}
-	cfg, err := configs.Apply(base, o)
+	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		return 1
@@ -108,7 +111,7 @@ func serve(args []string, stderr io.Writer) int {
 	// SIGTERM, SIGQUIT and SIGINT all drain gracefully (drain_timeout).
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
 	defer stop()
-	go reloadOnHUP(ctx, eng, logs)
+	go reloadOnHUP(ctx, eng, logs, load)
 	if err := eng.Run(ctx); err != nil {
 		logs.Error.Error("stopped: " + err.Error())
 		if errors.Is(err, engine.ErrDrainIncomplete) {
@@ -119,12 +122,15 @@ func serve(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// reloadOnHUP re-reads the TLS certificates and keys on every SIGHUP
-// (nginx -s reload, for certificates only: renewed files take effect
-// without a restart or a dropped tunnel). A pair that fails to load keeps
-// the old ones. SIGUSR1 reopens the log files (nginx -s reopen), for
-// logrotate.
-func reloadOnHUP(ctx context.Context, eng *engine.Engine, logs engine.Logs) {
+// reloadOnHUP reloads the config on every SIGHUP (nginx -s reload): the
+// file is read and validated first, and a bad one leaves the running
+// config in force, with the reason (file:line) in the error log; a good
+// one applies to new connections while every tunnel runs on untouched
+// (Engine.Reload), and reloads the TLS certificates and keys with it. When
+// the config cannot be applied, the certificates are still re-read, so
+// that a renewal never waits for a config fix. SIGUSR1 reopens the log
+// files (nginx -s reopen), for logrotate.
+func reloadOnHUP(ctx context.Context, eng *engine.Engine, logs engine.Logs, load func() (*configs.Config, error)) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sig)
@@ -141,6 +147,14 @@ func reloadOnHUP(ctx context.Context, eng *engine.Engine, logs engine.Logs) {
 				}
 				continue
 			}
+			cfg, err := load()
+			if err == nil {
+				_, err = eng.Reload(cfg)
+			}
+			if err == nil {
+				continue // Reload logged "config reloaded"
+			}
+			logs.Error.Error("config not reloaded, the running one stays in force: " + err.Error())
 			if err := eng.ReloadCertificates(); err != nil {
 				logs.Error.Error("certificate reload failed, keeping the previous certificates: " + err.Error())
 			} else {

@@ -1,0 +1,176 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sluice-proxy/sluice/configs"
+)
+
+// Reload puts cfg in force for new connections and leaves everything in
+// progress alone: a connection keeps the listener, servers, locations,
+// rules and upstream servers it arrived under, and a tunnel never notices
+// a reload. cfg must be valid (configs.Load or Apply made it). The new
+// routing, certificates and upstream groups are all built first; any
+// failure leaves the running config untouched and says why.
+//
+// Not applied by a reload (they take effect at the next start, and a
+// warning says so): the listen addresses and which of them are TLS,
+// workers, max_connections, [log], [admin] and drain_timeout. limit_conn
+// and limit_req start counting afresh, and each upstream server's
+// max_conns counts only the tunnels opened under the new config.
+func (e *Engine) Reload(cfg *configs.Config) (generation int64, err error) {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	start := time.Now()
+	old := e.rt()
+	r, err := buildRouter(cfg, e.log)
+	if err != nil {
+		return e.generation.Load(), fmt.Errorf("reload: %w", err)
+	}
+	if err := sameListeners(old, r); err != nil {
+		r.closeFiles()
+		return e.generation.Load(), fmt.Errorf("reload: %w", err)
+	}
+	if err := e.prepare(r, cfg); err != nil {
+		r.closeFiles()
+		return e.generation.Load(), fmt.Errorf("reload: %w", err)
+	}
+	carryMetrics(old, r)
+	for _, w := range restartOnly(e.cfg, cfg) {
+		e.log.Warn("reload: "+w+" changes at the next start", zap.String("key", w))
+	}
+	r.start()
+	e.cur.Store(r)
+	e.retire(old)
+	gen := e.generation.Add(1)
+	e.log.Info("config reloaded", zap.Int64("generation", gen), zap.String("source", cfg.Source),
+		zap.Duration("took", time.Since(start)), zap.Int64("tunnels", e.Tunnels()))
+	return gen, nil
+}
+
+// Generation counts the reloads that took effect (0: the config sluice
+// started with).
+func (e *Engine) Generation() int64 { return e.generation.Load() }
+
+// sameListeners refuses a reload that adds, removes or changes the kind of
+// a listen address: the event loops bind their addresses at start.
+func sameListeners(old, r *router) error {
+	kinds := func(x *router) map[string]bool {
+		m := map[string]bool{}
+		for _, ln := range x.listeners {
+			tls := false
+			for _, s := range ln.servers {
+				tls = tls || s.cfg.TLS != nil
+			}
+			m[ln.addr] = tls
+		}
+		return m
+	}
+	a, b := kinds(old), kinds(r)
+	var diff []string
+	for addr, tls := range b {
+		if otls, ok := a[addr]; !ok {
+			diff = append(diff, addr+" added")
+		} else if otls != tls {
+			diff = append(diff, addr+" changes between TLS and plaintext")
+		}
+	}
+	for addr := range a {
+		if _, ok := b[addr]; !ok {
+			diff = append(diff, addr+" removed")
+		}
+	}
+	if len(diff) > 0 {
+		sort.Strings(diff)
+		return errors.New("listen addresses differ (" + strings.Join(diff, "; ") + "): restart sluice to change them")
+	}
+	return nil
+}
+
+// restartOnly names the keys that differ between the config sluice started
+// with and cfg but only apply at start.
+func restartOnly(started, cfg *configs.Config) []string {
+	var out []string
+	if started.Workers != cfg.Workers {
+		out = append(out, "workers")
+	}
+	if started.MaxConnections != cfg.MaxConnections {
+		out = append(out, "max_connections")
+	}
+	if started.Log != cfg.Log {
+		out = append(out, "[log]")
+	}
+	if started.Admin != cfg.Admin {
+		out = append(out, "[admin]")
+	}
+	if started.DrainTimeout != cfg.DrainTimeout {
+		out = append(out, "drain_timeout")
+	}
+	return out
+}
+
+// carryMetrics gives each location of r the counters of the location of
+// old with the same server name and path, so that a reload does not reset
+// them.
+func carryMetrics(old, r *router) {
+	prev := map[string]*locMetrics{}
+	for _, nl := range locationsOf(old) {
+		prev[nl.server+" "+string(nl.loc.path)] = nl.loc.m
+	}
+	for _, nl := range locationsOf(r) {
+		if m := prev[nl.server+" "+string(nl.loc.path)]; m != nil {
+			nl.loc.m = m
+		}
+	}
+}
+
+// retire lets a replaced routing wind down: its health checks stop at
+// once (new tunnels no longer use its groups), its pending heads keep
+// their header timeout (OnTick), its idle upstream keep-alive connections
+// close, and its static roots close a minute later, when no request can
+// still be reading them.
+func (e *Engine) retire(old *router) {
+	for _, g := range old.groups {
+		g.Stop()
+	}
+	for _, ln := range old.listeners {
+		ln.http.closeIdle()
+	}
+	e.retiredMu.Lock()
+	e.retired = append(e.retired, old)
+	// Keep only what may still hold pending heads: a head lives at most
+	// client_header_timeout, far below a minute.
+	e.retiredMu.Unlock()
+	time.AfterFunc(time.Minute, func() {
+		old.closeFiles()
+		e.retiredMu.Lock()
+		for i, r := range e.retired {
+			if r == old {
+				e.retired = append(e.retired[:i], e.retired[i+1:]...)
+				break
+			}
+		}
+		e.retiredMu.Unlock()
+	})
+}
+
+// retiredRouters returns the replaced routings still winding down.
+func (e *Engine) retiredRouters() []*router {
+	e.retiredMu.Lock()
+	defer e.retiredMu.Unlock()
+	return append([]*router(nil), e.retired...)
+}
+
+// reloadState is the engine's reload bookkeeping.
+type reloadState struct {
+	reloadMu  sync.Mutex
+	retiredMu sync.Mutex
+	retired   []*router
+}
