@@ -58,6 +58,12 @@ type Config struct {
 	// nginx: worker_shutdown_timeout
 	DrainTimeout Duration `toml:"drain_timeout"`
 
+	// PIDFile, when set, is where sluice writes its process ID once it
+	// runs (removed at exit), for `sluice reload` and for init systems.
+	// Default: none.
+	// nginx: pid /run/nginx.pid;
+	PIDFile string `toml:"pid_file"`
+
 	// Admin is the operator's listener ([admin] table): metrics, status and
 	// health. Off unless admin.listen is set.
 	Admin Admin `toml:"admin"`

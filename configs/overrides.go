@@ -31,6 +31,8 @@ type Overrides struct {
 	Statics []string
 	// Admin (--admin) sets admin.listen: "127.0.0.1:9901".
 	Admin string
+	// PIDFile (--pid-file) sets pid_file.
+	PIDFile string
 	// LogLevel (--log-level) sets log.level.
 	LogLevel string
 	// Workers (--workers) sets workers.
@@ -54,6 +56,7 @@ const (
 		"Builds a config from flags alone, like caddy reverse-proxy: cannot be combined with --config (put the location in the file instead)"
 	StaticHelp = "serve files under a path prefix: PATH=DIR, e.g. /=./public (`PREFIX=DIR`, repeatable). DIR is the document root, as nginx's root: /app/x.js is DIR/app/x.js. index.html for directories, and unknown paths fall back to PREFIX/index.html (a single-page app). " +
 		"Builds a config from flags alone, with --proxy: cannot be combined with --config"
+	PIDFileHelp        = "write the process ID to this `FILE` (overrides pid_file; `sluice reload` reads it)"
 	AdminHelp          = "serve /metrics, /status and /healthz on this `ADDR`ess, e.g. 127.0.0.1:9901 (overrides [admin] listen; keep it on loopback)"
 	LogLevelHelp       = "log level: debug, info, warn or error (overrides [log] level)"
 	WorkersHelp        = "number of event loops, 0 = one per CPU (overrides workers)"
@@ -82,6 +85,7 @@ func (o *Overrides) RegisterFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.StringVar(&o.Admin, "admin", "", AdminHelp)
+	fs.StringVar(&o.PIDFile, "pid-file", "", PIDFileHelp)
 	fs.StringVar(&o.LogLevel, "log-level", "", LogLevelHelp)
 	fs.Func("workers", WorkersHelp, func(s string) error {
 		n, err := strconv.Atoi(s)
@@ -184,6 +188,10 @@ func Apply(cfg *Config, o Overrides) (*Config, error) {
 	if o.Admin != "" {
 		cfg.Admin.Listen = o.Admin
 		cfg.pos.forget("admin.listen")
+	}
+	if o.PIDFile != "" {
+		cfg.PIDFile = o.PIDFile
+		cfg.pos.forget("pid_file")
 	}
 	if o.LogLevel != "" {
 		cfg.Log.Level = o.LogLevel

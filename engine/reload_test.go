@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -279,5 +280,53 @@ listen = [%q]
 	tunnel()
 	if _, _, uri := be2.lastHeader(t); uri != "/ws/" {
 		t.Fatalf("after the reload the new backend saw %q", uri)
+	}
+}
+
+// TestReloadCommand: `sluice reload -c FILE` finds the running sluice by
+// the config's pid_file and makes it reload; the pid file goes away when
+// sluice exits.
+func TestReloadCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	sluiceBin, _ := buildBinaries(t)
+	be := startBackend(t, backendOpts{})
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfgPath := filepath.Join(dir, "sluice.toml")
+	errLog := filepath.Join(dir, "error.log")
+	writeFile(t, cfgPath, []byte(fmt.Sprintf(`
+pid_file = "sluice.pid"
+[log]
+error_log = %q
+access_log = "off"
+[[server]]
+listen = [%q]
+  [[server.location]]
+  path = "/ws/"
+  proxy_pass = %q
+`, errLog, addr, be.addr)))
+	cmd := startChild(t, sluiceBin, "--config", cfgPath)
+	waitListening(t, addr)
+	out, err := exec.Command(sluiceBin, "reload", "-c", cfgPath).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("process %d", cmd.Process.Pid)) {
+		t.Fatalf("sluice reload: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(errLog)
+		if strings.Contains(string(b), "config reloaded") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload in the log:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_, _ = cmd.Process.Wait()
+	if _, err := os.Stat(filepath.Join(dir, "sluice.pid")); !os.IsNotExist(err) {
+		t.Fatalf("pid file left behind: %v", err)
 	}
 }

@@ -2,6 +2,7 @@
 //
 //	sluice [flags]                 run (embedded default config unless --config or --proxy)
 //	sluice check -c FILE           validate a config and exit (like nginx -t)
+//	sluice reload -c FILE          make the running sluice reload its config (SIGHUP via pid_file)
 //	sluice bench MODE [flags] URL  generate WebSocket load against a proxy (see package bench)
 //	sluice version                 print the version
 //
@@ -17,6 +18,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/sluice-proxy/sluice/bench"
@@ -43,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "check":
 			return check(args[1:], stdout, stderr)
+		case "reload":
+			return reload(args[1:], stdout, stderr)
 		case "bench":
 			return bench.Command(args[1:], stdout, stderr)
 		case "help":
@@ -64,7 +69,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfgPath, "c", "", "short for --config")
 	o.RegisterFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  sluice [flags]\n  sluice check -c FILE\n  sluice bench MODE [flags] ws://HOST:PORT/PATH   (sluice bench -h)\n  sluice version\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage:\n  sluice [flags]\n  sluice check -c FILE\n  sluice reload -c FILE | --pid-file FILE\n  sluice bench MODE [flags] ws://HOST:PORT/PATH   (sluice bench -h)\n  sluice version\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -112,6 +117,20 @@ func serve(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
 	defer stop()
 	go reloadOnHUP(ctx, eng, logs, load)
+	if cfg.PIDFile != "" {
+		path := cfg.ResolvePath(cfg.PIDFile)
+		pid := strconv.Itoa(os.Getpid())
+		if err := os.WriteFile(path, []byte(pid+"\n"), 0o644); err != nil {
+			fmt.Fprintf(stderr, "sluice: pid_file: %v\n", err)
+			return 1
+		}
+		defer func() {
+			// Only our own: a new sluice may have taken the file over.
+			if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == pid {
+				_ = os.Remove(path)
+			}
+		}()
+	}
 	if err := eng.Run(ctx); err != nil {
 		logs.Error.Error("stopped: " + err.Error())
 		if errors.Is(err, engine.ErrDrainIncomplete) {
@@ -162,6 +181,54 @@ func reloadOnHUP(ctx context.Context, eng *engine.Engine, logs engine.Logs, load
 			}
 		}
 	}
+}
+
+// reload sends SIGHUP to the running sluice, found through its pid file
+// (--pid-file, or pid_file of the config given with -c), as nginx -s
+// reload does. The running process checks the config itself and keeps the
+// old one if the new is bad: see its error log.
+func reload(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfgPath, pidPath string
+	fs.StringVar(&cfgPath, "c", "", "config `FILE` whose pid_file names the process")
+	fs.StringVar(&cfgPath, "config", "", "same as -c")
+	fs.StringVar(&pidPath, "pid-file", "", "pid `FILE` of the running sluice")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if pidPath == "" && cfgPath != "" {
+		cfg, err := configs.Load(cfgPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice: %v\n", err)
+			return 1
+		}
+		if cfg.PIDFile == "" {
+			fmt.Fprintf(stderr, "sluice: %s sets no pid_file: give --pid-file\n", cfgPath)
+			return 2
+		}
+		pidPath = cfg.ResolvePath(cfg.PIDFile)
+	}
+	if pidPath == "" {
+		fmt.Fprintln(stderr, "usage: sluice reload --pid-file FILE | -c CONFIG")
+		return 2
+	}
+	b, err := os.ReadFile(pidPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: %v (is sluice running?)\n", err)
+		return 1
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		fmt.Fprintf(stderr, "sluice: %s holds no process ID\n", pidPath)
+		return 1
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		fmt.Fprintf(stderr, "sluice: signal process %d from %s: %v\n", pid, pidPath, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "sluice: sent SIGHUP to process %d; it logs whether the config was reloaded\n", pid)
+	return 0
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
