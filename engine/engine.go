@@ -25,7 +25,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/panjf2000/gnet/v2"
 	"go.uber.org/zap"
 
 	"github.com/sluice-proxy/sluice/configs"
@@ -55,7 +54,7 @@ type Engine struct {
 	// goFront serves TLS listeners and TLS upstreams (tls.go).
 	goFront *goFront
 
-	gnet    gnet.Engine
+	gnets   gnetListeners // plaintext listeners, one gnet engine each (listeners.go)
 	done    chan error
 	stopped sync.Once
 }
@@ -129,50 +128,22 @@ func (e *Engine) Start() error {
 		return err
 	}
 	e.done = make(chan error, 1)
-	if len(addrs) == 0 { // TLS listeners only: no gnet engine at all
-		e.rt().start()
-		e.goFront.serve()
-		e.log.Info("listening", zap.Strings("addrs", e.goFront.addrs()), zap.Int("workers", e.workers()))
-		return nil
-	}
-	f := &front{e: e, booted: make(chan gnet.Engine, 1)}
-	go func() {
-		err := gnet.Rotate(f, addrs,
-			gnet.WithMulticore(true),
-			gnet.WithNumEventLoop(e.workers()),
-			gnet.WithTicker(true),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReuseAddr(true),
-			// One listening socket per loop (SO_REUSEPORT): each loop then
-			// accepts one connection per readiness event and runs OnOpen
-			// before the next accept, so a connection past max_connections
-			// is closed before another fd is taken. Without it gnet's main
-			// reactor accepts until EAGAIN before the loops see any of the
-			// connections, a backlog-sized burst of fds that can meet
-			// EMFILE and stop the engine (see Run, guard.go). The cost:
-			// another process of the same user can bind the port too.
-			gnet.WithReusePort(true),
-			gnet.WithLogger(e.log.Sugar()),
-		)
-		e.done <- err
-	}()
-	select {
-	case eng := <-f.booted:
-		e.gnet = eng
-		e.rt().start()
-		e.goFront.serve()
-		e.log.Info("listening", zap.Strings("addrs", append(addrs, e.goFront.addrs()...)), zap.Int("workers", e.workers()))
-		return nil
-	case err := <-e.done:
-		e.goFront.closeListeners()
-		e.admin.stop(context.Background())
-		e.pool.Close()
-		e.rt().closeFiles()
-		if err == nil {
-			err = errors.New("event loops stopped at start")
+	for _, a := range addrs {
+		if err := e.startGnet(strings.TrimPrefix(a, "tcp://")); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = e.stopAllGnet(ctx)
+			cancel()
+			e.goFront.closeListeners()
+			e.admin.stop(context.Background())
+			e.pool.Close()
+			e.rt().closeFiles()
+			return err
 		}
-		return fmt.Errorf("listen: %w", err)
 	}
+	e.rt().start()
+	e.goFront.serve()
+	e.log.Info("listening", zap.Strings("addrs", append(addrs, e.goFront.addrs()...)), zap.Int("workers", e.workers()))
+	return nil
 }
 
 // Stop stops accepting, closes connections still in their head, ends every
@@ -181,16 +152,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	var err error
 	e.stopped.Do(func() {
 		e.admin.stop(ctx)
-		if e.gnet.Validate() == nil {
-			err = e.gnet.Stop(ctx)
-			select {
-			case <-e.done:
-			case <-ctx.Done():
-				if err == nil {
-					err = ctx.Err()
-				}
-			}
-		}
+		err = e.stopAllGnet(ctx)
 		e.goFront.stop()
 		if e.pool != nil {
 			e.pool.Close()

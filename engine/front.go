@@ -41,6 +41,7 @@ type clientConn struct {
 type front struct {
 	gnet.BuiltinEventEngine
 	e       *Engine
+	addr    string // the listen address this engine serves
 	booted  chan gnet.Engine
 	reqPool sync.Pool // *handshake.Request: one per loop in practice, reused
 }
@@ -209,14 +210,13 @@ func (f *front) refuse(c gnet.Conn, cc *clientConn, srv *server, req *handshake.
 // gnet's concurrency-safe calls.
 func (f *front) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now().UnixNano()
-	for _, ln := range f.e.rt().listeners {
-		ln.pending.expire(now, f.timeout)
-	}
-	// Heads that began under a config since replaced still get their
-	// timeout.
-	for _, r := range f.e.retiredRouters() {
+	// This address's listener, and those of configs since replaced: heads
+	// that began under an older config still get their timeout.
+	for _, r := range append(f.e.retiredRouters(), f.e.rt()) {
 		for _, ln := range r.listeners {
-			ln.pending.expire(now, f.timeout)
+			if ln.addr == f.addr {
+				ln.pending.expire(now, f.timeout)
+			}
 		}
 	}
 	return tickInterval, gnet.None

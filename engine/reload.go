@@ -1,10 +1,8 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,11 +18,17 @@ import (
 // routing, certificates and upstream groups are all built first; any
 // failure leaves the running config untouched and says why.
 //
+// Listen addresses follow the file: a new one is bound and served, one
+// gone is closed (connections it already passed on go on), one that turns
+// between TLS and plaintext is closed and bound again; an address in both
+// is never closed, so it never refuses a connection. A new plaintext
+// address that is taken fails the reload before anything changes.
+//
 // Not applied by a reload (they take effect at the next start, and a
-// warning says so): the listen addresses and which of them are TLS,
-// workers, max_connections, [log], [admin] and drain_timeout. limit_conn
-// and limit_req start counting afresh, and each upstream server's
-// max_conns counts only the tunnels opened under the new config.
+// warning says so): workers, max_connections, [log], [admin] and
+// drain_timeout. limit_conn and limit_req start counting afresh, and each
+// upstream server's max_conns counts only the tunnels opened under the new
+// config.
 func (e *Engine) Reload(cfg *configs.Config) (generation int64, err error) {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
@@ -34,11 +38,11 @@ func (e *Engine) Reload(cfg *configs.Config) (generation int64, err error) {
 	if err != nil {
 		return e.generation.Load(), fmt.Errorf("reload: %w", err)
 	}
-	if err := sameListeners(old, r); err != nil {
+	if err := e.prepare(r, cfg); err != nil {
 		r.closeFiles()
 		return e.generation.Load(), fmt.Errorf("reload: %w", err)
 	}
-	if err := e.prepare(r, cfg); err != nil {
+	if err := newAddrsFree(old, r); err != nil {
 		r.closeFiles()
 		return e.generation.Load(), fmt.Errorf("reload: %w", err)
 	}
@@ -48,6 +52,11 @@ func (e *Engine) Reload(cfg *configs.Config) (generation int64, err error) {
 	}
 	r.start()
 	e.cur.Store(r)
+	if err := e.applyListeners(old, r); err != nil {
+		// The config is in force; the address that could not be bound is
+		// not served until the next reload or restart.
+		e.log.Error("reload: a listener could not be opened", zapErr(err))
+	}
 	e.retire(old)
 	gen := e.generation.Add(1)
 	e.log.Info("config reloaded", zap.Int64("generation", gen), zap.String("source", cfg.Source),
@@ -59,39 +68,17 @@ func (e *Engine) Reload(cfg *configs.Config) (generation int64, err error) {
 // started with).
 func (e *Engine) Generation() int64 { return e.generation.Load() }
 
-// sameListeners refuses a reload that adds, removes or changes the kind of
-// a listen address: the event loops bind their addresses at start.
-func sameListeners(old, r *router) error {
-	kinds := func(x *router) map[string]bool {
-		m := map[string]bool{}
-		for _, ln := range x.listeners {
-			tls := false
-			for _, s := range ln.servers {
-				tls = tls || s.cfg.TLS != nil
-			}
-			m[ln.addr] = tls
-		}
-		return m
-	}
-	a, b := kinds(old), kinds(r)
-	var diff []string
-	for addr, tls := range b {
-		if otls, ok := a[addr]; !ok {
-			diff = append(diff, addr+" added")
-		} else if otls != tls {
-			diff = append(diff, addr+" changes between TLS and plaintext")
+// newAddrsFree checks that every address r adds can be bound, so that a
+// reload that cannot open its listeners fails before anything changes.
+func newAddrsFree(old, r *router) error {
+	var added []string
+	for _, ln := range r.listeners {
+		if old.listenerAt(ln.addr) == nil {
+			added = append(added, ln.addr)
 		}
 	}
-	for addr := range a {
-		if _, ok := b[addr]; !ok {
-			diff = append(diff, addr+" removed")
-		}
-	}
-	if len(diff) > 0 {
-		sort.Strings(diff)
-		return errors.New("listen addresses differ (" + strings.Join(diff, "; ") + "): restart sluice to change them")
-	}
-	return nil
+	sort.Strings(added)
+	return probeFree(added)
 }
 
 // restartOnly names the keys that differ between the config sluice started

@@ -70,28 +70,62 @@ func TestReloadKeepsTunnels(t *testing.T) {
 	}
 }
 
-// TestReloadRefused: a config that changes the listen addresses is
-// refused, and the running one stays in force.
-func TestReloadRefused(t *testing.T) {
+// TestReloadListeners: a reload opens the listen addresses the file adds
+// and closes those it drops, while the address in both keeps accepting;
+// an address that cannot be bound fails the reload, leaving everything as
+// it was.
+func TestReloadListeners(t *testing.T) {
 	be := startBackend(t, backendOpts{})
 	p := startProxy(t, simpleConfig(be.addr))
-	other := freeAddr(t)
-	text := strings.Replace(simpleConfig(be.addr), `listen = ["{{listen}}"]`, fmt.Sprintf(`listen = [%q, %q]`, p.addr, other), 1)
-	if _, err := p.e.Reload(mustParse(t, text)); err == nil || !strings.Contains(err.Error(), other+" added") {
-		t.Fatalf("reload with a new listener: %v", err)
+	other := "127.0.0.250:" + strings.Split(freeAddr(t), ":")[1] // see TestReloadUnderLoad
+	both := strings.Replace(simpleConfig(be.addr), `listen = ["{{listen}}"]`, fmt.Sprintf(`listen = [%q, %q]`, p.addr, other), 1)
+	one := strings.Replace(simpleConfig(be.addr), "{{listen}}", p.addr, 1)
+	ws := func(addr string) error {
+		c, _, err := (&websocket.Dialer{HandshakeTimeout: 3 * time.Second}).Dial("ws://"+addr+"/ws/", nil)
+		if err == nil {
+			echoOnce(t, c, websocket.TextMessage, []byte("hi"))
+			c.Close()
+		}
+		return err
 	}
-	if p.e.Generation() != 0 {
-		t.Fatal("a refused reload counted")
+	if _, err := p.e.Reload(mustParse(t, both)); err != nil {
+		t.Fatal(err)
 	}
-	c := dialWS(t, p, "/ws/", nil, nil)
-	echoOnce(t, c, websocket.TextMessage, []byte("still here"))
-	c.Close()
+	if err := ws(other); err != nil {
+		t.Fatalf("added listener: %v", err)
+	}
+	if _, err := p.e.Reload(mustParse(t, one)); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", other, time.Second); err == nil {
+		c.Close()
+		t.Fatal("a removed listener still accepts")
+	}
+	if err := ws(p.addr); err != nil {
+		t.Fatalf("the kept listener: %v", err)
+	}
+	// Taken by someone else: the reload fails and nothing changes.
+	squat, err := net.Listen("tcp", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squat.Close()
+	if _, err := p.e.Reload(mustParse(t, both)); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("reload onto a taken address: %v", err)
+	}
+	if p.e.Generation() != 2 {
+		t.Fatalf("generation %d after a failed reload, want 2", p.e.Generation())
+	}
+	if err := ws(p.addr); err != nil {
+		t.Fatalf("after the failed reload: %v", err)
+	}
 }
 
 // TestReloadUnderLoad: tunnels echo continuously while the config is
-// reloaded 50 times, alternating the upstream between two backends, and
-// new handshakes keep arriving: no tunnel drops, no handshake fails, and
-// the fd count comes back to its baseline.
+// reloaded 50 times, alternating the upstream between two backends and
+// adding and removing a second listener, and new handshakes keep arriving
+// on the unchanged listener: no tunnel drops, no handshake fails, and the
+// fd count comes back to its baseline.
 func TestReloadUnderLoad(t *testing.T) {
 	n := 2000
 	if raceEnabled || testing.Short() {
@@ -107,9 +141,15 @@ func TestReloadUnderLoad(t *testing.T) {
 		echoes[i] = s
 	}
 	p := startProxy(t, simpleConfig(echoes[0].Addr()))
-	cfgs := [2]*configs.Config{}
-	for i := range cfgs {
-		cfgs[i] = mustParse(t, strings.Replace(simpleConfig(echoes[i].Addr()), "{{listen}}", p.addr, 1))
+	// The two configs alternate the upstream, and the second also opens a
+	// second listen address, which the first closes again.
+	// On an address no client of this test connects from: a port from the
+	// ephemeral range that is free now can become the local port of one of
+	// the test's own outgoing connections once the listener is closed.
+	extra := "127.0.0.250:" + strings.Split(freeAddr(t), ":")[1]
+	cfgs := [2]*configs.Config{
+		mustParse(t, strings.Replace(simpleConfig(echoes[0].Addr()), "{{listen}}", p.addr, 1)),
+		mustParse(t, strings.Replace(simpleConfig(echoes[1].Addr()), `listen = ["{{listen}}"]`, fmt.Sprintf(`listen = [%q, %q]`, p.addr, extra), 1)),
 	}
 	base := openFDs(t)
 

@@ -37,7 +37,8 @@ type goFront struct {
 	drainDeadline atomic.Int64 // a shutdown's drain deadline, unix ns (drain.go)
 	drainForced   atomic.Int64 // goroutine-path tunnels drained without close frames
 
-	lns  []net.Listener
+	lnMu sync.Mutex
+	lns  map[string]*boundListener // TLS listening sockets by address
 	wg   sync.WaitGroup
 	live atomic.Int64 // connections on this path, head to close
 
@@ -47,7 +48,7 @@ type goFront struct {
 }
 
 func newGoFront(e *Engine) *goFront {
-	return &goFront{e: e, bufs: map[int]*sync.Pool{}, conns: map[net.Conn]struct{}{}}
+	return &goFront{e: e, bufs: map[int]*sync.Pool{}, conns: map[net.Conn]struct{}{}, lns: map[string]*boundListener{}}
 }
 
 // bufPool is the pool of relay buffers of one size (taken when a relay
@@ -147,14 +148,47 @@ func (g *goFront) bind() error {
 		if ln.certs == nil {
 			continue
 		}
-		l, err := net.Listen("tcp", ln.addr)
-		if err != nil {
+		if err := g.bindOne(ln.addr); err != nil {
 			g.closeListeners()
-			return fmt.Errorf("listen %s: %w", ln.addr, err)
+			return err
 		}
-		g.lns = append(g.lns, &boundListener{Listener: l, addr: ln.addr})
 	}
 	return nil
+}
+
+func (g *goFront) bindOne(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	g.lnMu.Lock()
+	g.lns[addr] = &boundListener{Listener: l, addr: addr}
+	g.lnMu.Unlock()
+	return nil
+}
+
+// bindServe binds a TLS address a reload added and starts accepting.
+func (g *goFront) bindServe(addr string) error {
+	if err := g.bindOne(addr); err != nil {
+		return err
+	}
+	g.lnMu.Lock()
+	b := g.lns[addr]
+	g.lnMu.Unlock()
+	g.wg.Add(1)
+	go g.accept(b)
+	return nil
+}
+
+// unbind closes a TLS address a reload removed; its connections go on.
+func (g *goFront) unbind(addr string) {
+	g.lnMu.Lock()
+	b := g.lns[addr]
+	delete(g.lns, addr)
+	g.lnMu.Unlock()
+	if b != nil {
+		_ = b.Close()
+	}
 }
 
 // boundListener is a TLS listening socket. It outlives config reloads: each
@@ -166,14 +200,17 @@ type boundListener struct {
 }
 
 func (g *goFront) serve() {
-	for _, l := range g.lns {
-		b := l.(*boundListener)
+	g.lnMu.Lock()
+	defer g.lnMu.Unlock()
+	for _, b := range g.lns {
 		g.wg.Add(1)
 		go g.accept(b)
 	}
 }
 
 func (g *goFront) addrs() []string {
+	g.lnMu.Lock()
+	defer g.lnMu.Unlock()
 	out := make([]string, 0, len(g.lns))
 	for _, l := range g.lns {
 		out = append(out, "tls://"+l.Addr().String())
@@ -182,6 +219,8 @@ func (g *goFront) addrs() []string {
 }
 
 func (g *goFront) closeListeners() {
+	g.lnMu.Lock()
+	defer g.lnMu.Unlock()
 	for _, l := range g.lns {
 		_ = l.Close()
 	}
@@ -253,14 +292,17 @@ func (g *goFront) accept(b *boundListener) {
 			_ = c.Close()
 			continue
 		}
-
+		ln := g.e.rt().listenerAt(b.addr)
+		if ln == nil || ln.certs == nil { // removed by a reload a moment ago
+			_ = c.Close()
+			continue
+		}
 		if !g.track(c) {
 			_ = c.Close()
 			return
 		}
 		g.wg.Add(1)
 		g.live.Add(1)
-		ln := g.e.rt().listenerAt(b.addr)
 		go g.serveTLS(ln, ln.certs, c)
 	}
 }
