@@ -58,6 +58,15 @@ type Config struct {
 	// nginx: worker_shutdown_timeout
 	DrainTimeout Duration `toml:"drain_timeout"`
 
+	// ReloadDrainRemoved makes a reload close the tunnels whose upstream
+	// server the new config no longer has (in the same group), each with a
+	// WebSocket close 1001 (Going Away) between two frames, within
+	// DrainTimeout; clients then reconnect to a server that is in the
+	// config. Default false: such tunnels run on until they end.
+	// nginx: (none; old workers keep their connections until
+	// worker_shutdown_timeout)
+	ReloadDrainRemoved bool `toml:"reload_drain_removed"`
+
 	// PIDFile, when set, is where sluice writes its process ID once it
 	// runs (removed at exit), for `sluice reload` and for init systems.
 	// Default: none.

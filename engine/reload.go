@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"sync"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-proxy/sluice/configs"
+	"github.com/sluice-proxy/sluice/splice"
 )
 
 // Reload puts cfg in force for new connections and leaves everything in
@@ -58,10 +60,55 @@ func (e *Engine) Reload(cfg *configs.Config) (generation int64, err error) {
 		e.log.Error("reload: a listener could not be opened", zapErr(err))
 	}
 	e.retire(old)
+	if cfg.ReloadDrainRemoved {
+		e.drainRemoved(r, cfg.DrainTimeout.D())
+	}
 	gen := e.generation.Add(1)
 	e.log.Info("config reloaded", zap.Int64("generation", gen), zap.String("source", cfg.Source),
 		zap.Duration("took", time.Since(start)), zap.Int64("tunnels", e.Tunnels()))
 	return gen, nil
+}
+
+// drainRemoved closes, with 1001 between frames, the tunnels whose
+// upstream server is no longer among the servers of their location (the
+// same server name and path) in r, or whose location is gone, within
+// drain. Locations, not group names, are compared: an inline proxy_pass
+// list is a group named after the list.
+func (e *Engine) drainRemoved(r *router, drain time.Duration) {
+	keep := map[string]map[netip.AddrPort]bool{}
+	for _, nl := range locationsOf(r) {
+		if nl.loc.group == nil {
+			continue
+		}
+		m := map[netip.AddrPort]bool{}
+		for _, s := range nl.loc.group.Servers() {
+			m[s.Addr] = true
+		}
+		keep[nl.server+" "+string(nl.loc.path)] = m
+	}
+	removed := func(t *tunnel) bool {
+		return t.cur != nil && !keep[t.srv.name+" "+string(t.loc.path)][t.cur.Addr]
+	}
+	deadline := time.Now().Add(drain)
+	n := 0
+	for _, t := range e.live.snapshot() {
+		if !removed(t) {
+			continue
+		}
+		n++
+		if gd := t.gdrain.Load(); gd != nil {
+			gd.start(deadline.UnixNano())
+		}
+	}
+	if e.pool != nil {
+		e.pool.DrainWhere(deadline, func(h splice.Handler) bool {
+			t, ok := h.(*tunnel)
+			return ok && removed(t)
+		})
+	}
+	if n > 0 {
+		e.log.Info("reload: closing the tunnels of removed upstream servers", zap.Int("tunnels", n), zap.Duration("within", drain))
+	}
 }
 
 // Generation counts the reloads that took effect (0: the config sluice

@@ -370,3 +370,38 @@ listen = [%q]
 		t.Fatalf("pid file left behind: %v", err)
 	}
 }
+
+// TestReloadDrainsRemovedServers: with reload_drain_removed, a reload that
+// drops an upstream server closes that server's tunnels with 1001 on both
+// sides, and leaves the tunnels of servers still there alone.
+func TestReloadDrainsRemovedServers(t *testing.T) {
+	be1, codes1 := closeBackend(t)
+	be2, _ := closeBackend(t)
+	text := func(servers string) string {
+		return "reload_drain_removed = true\n" + simpleConfig(servers)
+	}
+	p := startProxy(t, text(be1+","+be2))
+	var on1, on2 *websocket.Conn
+	for on1 == nil || on2 == nil { // round robin: one tunnel on each
+		c := dialWS(t, p, "/ws/", nil, nil)
+		echoOnce(t, c, websocket.TextMessage, []byte("hi"))
+		switch up := p.e.live.snapshot(); up[len(up)-1].cur.Addr.String() {
+		case be1:
+			on1 = c
+		default:
+			on2 = c
+		}
+	}
+	defer on1.Close()
+	defer on2.Close()
+	if _, err := p.e.Reload(mustParse(t, strings.Replace(text(be2), "{{listen}}", p.addr, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if code := closeCode(on1); code != websocket.CloseGoingAway {
+		t.Fatalf("tunnel of the removed server: close code %d, want 1001", code)
+	}
+	if code := <-codes1; code != websocket.CloseGoingAway {
+		t.Fatalf("removed server's side: close code %d, want 1001", code)
+	}
+	echoOnce(t, on2, websocket.TextMessage, []byte("still here"))
+}

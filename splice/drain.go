@@ -34,23 +34,77 @@ func (p *Pool) Drain(deadline time.Time) (forced int) {
 	return int(p.forced.Load())
 }
 
+// DrainWhere ends the verified tunnels whose Handler pick selects, the way
+// Drain ends them all (1001 between frames, the rest at deadline), and
+// leaves every other job alone; it does not wait. A config reload uses it
+// for the tunnels of upstream servers it removed. pick runs on the relay
+// loops, once per tunnel: keep it short.
+func (p *Pool) DrainWhere(deadline time.Time, pick func(Handler) bool) {
+	for _, l := range p.loops {
+		l.mu.Lock()
+		l.calls = append(l.calls, func() { l.drainSome(deadline, pick) })
+		l.wakeLocked()
+		l.mu.Unlock()
+	}
+}
+
+// drainPollMs is how often a loop with tunnels drained one by one looks
+// at their deadlines when no event wakes it.
+const drainPollMs = 50
+
 // Forced is the number of tunnels Drain has closed without a close frame
 // on both sides so far.
 func (p *Pool) Forced() int { return int(p.forced.Load()) }
 
-// startDrain runs on the loop: from now on every batch ends with drainStep.
+// startDrain runs on the loop: every tunnel, and every tunnel still to
+// come, drains.
 func (l *loop) startDrain(deadline time.Time) {
 	l.drainAt = max(int64(deadline.Sub(l.base)), 1)
+	for _, t := range l.slots {
+		if t != nil && !t.dead && t.state == stTunnel {
+			l.markDrain(t, l.drainAt)
+		}
+	}
 	l.drainStep()
 }
 
-// drainStep offers every tunnel of the loop its close frames, forcing the
-// rest once the deadline has come.
-func (l *loop) drainStep() {
-	force := l.now >= l.drainAt
+// drainSome marks the verified tunnels pick selects.
+func (l *loop) drainSome(deadline time.Time, pick func(Handler) bool) {
+	at := max(int64(deadline.Sub(l.base)), 1)
 	for _, t := range l.slots {
-		if t != nil && !t.dead {
-			l.goAway(t, force)
+		if t != nil && !t.dead && t.state == stTunnel && t.drainAt == 0 && pick(t.job.Handler) {
+			l.markDrain(t, at)
+		}
+	}
+	l.drainStep()
+}
+
+// markDrain gives t a drain deadline (loop time), keeping the earlier one.
+func (l *loop) markDrain(t *tunnel, at int64) {
+	if t.drainAt == 0 {
+		l.draining++
+		t.drainAt = at
+	} else {
+		t.drainAt = min(t.drainAt, at)
+	}
+}
+
+// drainStep offers the draining tunnels of the loop their close frames,
+// forcing those past their deadline; during a shutdown (drainAt) also
+// whatever else is left at the deadline.
+func (l *loop) drainStep() {
+	if l.draining == 0 && l.drainAt == 0 {
+		return
+	}
+	for _, t := range l.slots {
+		if t == nil || t.dead {
+			continue
+		}
+		switch {
+		case t.drainAt != 0:
+			l.goAway(t, l.now >= t.drainAt)
+		case l.drainAt != 0 && l.now >= l.drainAt:
+			l.goAway(t, true) // a handshake still going at the shutdown's deadline
 		}
 	}
 }

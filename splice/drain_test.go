@@ -173,3 +173,35 @@ func TestDrainDeadline(t *testing.T) {
 		t.Fatalf("report %+v", r)
 	}
 }
+
+// TestDrainWhere: only the tunnels picked are drained; the others relay on.
+func TestDrainWhere(t *testing.T) {
+	checkFDs(t)
+	p := newTestPool(t, 1)
+	gone, hGone, goneUp := drainTunnel(t, p)
+	kept, hKept, _ := drainTunnel(t, p)
+	p.DrainWhere(time.Now().Add(2*time.Second), func(h Handler) bool { return h == Handler(hGone) })
+	if got := readToEOF(t, gone); !bytes.Equal(got, closeToClient) {
+		t.Fatalf("picked tunnel, client got %x", got)
+	}
+	if got := <-goneUp; !bytes.Equal(got, closeToUpstream) {
+		t.Fatalf("picked tunnel, upstream got %x", got)
+	}
+	if r := hGone.wait(t, 2*time.Second); r.Reason != Shutdown {
+		t.Fatalf("picked tunnel report %+v", r)
+	}
+	msg := frame(1, 20, true)
+	for i := 0; i < 3; i++ {
+		if err := rawWriteAll(kept, msg); err != nil {
+			t.Fatal(err)
+		}
+		back := make([]byte, len(msg))
+		if err := rawReadFull(kept, back); err != nil || !bytes.Equal(back, msg) {
+			t.Fatalf("kept tunnel echo %d: %v", i, err)
+		}
+	}
+	unix.Shutdown(kept, unix.SHUT_WR)
+	if r := hKept.wait(t, 2*time.Second); r.Reason == Shutdown {
+		t.Fatalf("kept tunnel was drained: %+v", r)
+	}
+}

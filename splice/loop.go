@@ -49,6 +49,7 @@ type loop struct {
 	baseUnix   int64 // base in unix nanoseconds, for Live.LastActive
 	now        int64 // nanoseconds since base, refreshed once per epoll_wait batch
 	drainAt    int64 // loop time Drain must be done by; 0: not draining
+	draining   int   // tunnels with a drain deadline of their own (DrainWhere)
 	events     []unix.EpollEvent
 	buf        []byte // shared read buffer
 
@@ -172,9 +173,7 @@ func (l *loop) run() {
 		clear(ready)
 		l.spareReady = ready[:0]
 		l.expire()
-		if l.drainAt != 0 {
-			l.drainStep()
-		}
+		l.drainStep()
 	}
 }
 
@@ -236,20 +235,28 @@ func (l *loop) waitMs() int {
 	if len(l.ready) > 0 || len(l.redial) > 0 {
 		return 0
 	}
+	ms := -1
+	if len(l.heap) > 0 {
+		d := l.heap[0].hkey - l.now
+		if d <= 0 {
+			return 0
+		}
+		// Round up: waking before the deadline would only spin.
+		ms = int(min((d+int64(time.Millisecond)-1)/int64(time.Millisecond), maxWaitMs))
+	}
+	wake := func(w int) {
+		if ms < 0 || w < ms {
+			ms = w
+		}
+	}
 	if l.drainAt != 0 {
 		// Draining: wake by the deadline even without events.
-		return int(min(max((l.drainAt-l.now)/int64(time.Millisecond)+1, 0), maxWaitMs))
+		wake(int(min(max((l.drainAt-l.now)/int64(time.Millisecond)+1, 0), maxWaitMs)))
 	}
-	if len(l.heap) == 0 {
-		return -1
+	if l.draining > 0 {
+		wake(drainPollMs) // tunnels with deadlines of their own: look again soon
 	}
-	d := l.heap[0].hkey - l.now
-	if d <= 0 {
-		return 0
-	}
-	// Round up: waking before the deadline would only spin.
-	ms := (d + int64(time.Millisecond) - 1) / int64(time.Millisecond)
-	return int(min(ms, maxWaitMs))
+	return ms
 }
 
 func (l *loop) nextGen(slot int32) uint32 {

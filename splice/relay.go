@@ -58,6 +58,9 @@ type tunnel struct {
 	s     [2]side
 	d     [2]flow
 	fc    [2]frameCursor // frame boundaries of each flow as written (Drain)
+	// drainAt is when a drain must have closed this tunnel (loop time);
+	// 0: not draining.
+	drainAt int64
 
 	rsize    int   // bytes per read: min(BufferSize, readBufSize)
 	maxReply int   // MaxReplyHead
@@ -390,6 +393,9 @@ func (l *loop) finish(t *tunnel, r Reason, err error) {
 		return
 	}
 	t.dead = true
+	if t.drainAt != 0 {
+		l.draining--
+	}
 	if fd := t.s[up].fd; fd >= 0 {
 		unix.Close(fd)
 		t.s[up].fd = -1

@@ -241,6 +241,7 @@ func (l *loop) startTunnel(t *tunnel, v Verdict) {
 	l.arm(t, t.due())
 	l.serviceTunnel(t)
 	if l.drainAt != 0 && !t.dead {
+		l.markDrain(t, l.drainAt)
 		l.goAway(t, false)
 	}
 }
