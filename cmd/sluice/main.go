@@ -21,6 +21,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/sluice-proxy/sluice/bench"
 	"github.com/sluice-proxy/sluice/configs"
@@ -166,12 +169,16 @@ func reloadOnHUP(ctx context.Context, eng *engine.Engine, logs engine.Logs, load
 				}
 				continue
 			}
+			start := time.Now()
 			cfg, err := load()
 			if err == nil {
 				_, err = eng.Reload(cfg)
 			}
 			if err == nil {
-				continue // Reload logged "config reloaded"
+				// Reload logged "config reloaded" with its own time; this is
+				// the whole of it, reading and checking the file included.
+				logs.Error.Info("reload done", zap.Duration("took", time.Since(start)))
+				continue
 			}
 			logs.Error.Error("config not reloaded, the running one stays in force: " + err.Error())
 			if err := eng.ReloadCertificates(); err != nil {
