@@ -126,6 +126,32 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 	m.sample("sluice_relay_jobs", "", float64(relay))
 	m.family("sluice_goroutine_path_connections", "gauge", "Connections on the goroutine path: TLS clients, TLS upstreams, plain HTTP.")
 	m.sample("sluice_goroutine_path_connections", "", float64(e.goFront.live.Load()))
+	if e.pool != nil {
+		m.family("sluice_relay_loop_jobs", "gauge", "Jobs and tunnels each relay loop owns: how the load is spread.")
+		for i, n := range e.pool.LoopJobs() {
+			m.sample("sluice_relay_loop_jobs", labels("loop", strconv.Itoa(i)), float64(n))
+		}
+	}
+	m.family("sluice_listener_heads", "gauge", "Connections per listen address whose request head is still being read.")
+	m.family("sluice_listener_event_loop_connections", "gauge", "Connections each plaintext listen address's event loops hold (heads being read).")
+	heads := map[string]int{}
+	for _, r := range append(e.retiredRouters(), e.rt()) {
+		for _, ln := range r.listeners {
+			heads[ln.addr] += ln.pending.count()
+		}
+	}
+	for _, ln := range e.rt().listeners {
+		m.sample("sluice_listener_heads", labels("listen", ln.addr), float64(heads[ln.addr]))
+	}
+	gc := e.gnetConnections()
+	addrs := make([]string, 0, len(gc))
+	for a := range gc {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	for _, a := range addrs {
+		m.sample("sluice_listener_event_loop_connections", labels("listen", a), float64(gc[a]))
+	}
 
 	locs := e.locations()
 	m.family("sluice_tunnels", "gauge", "Verified tunnels alive, by location.")

@@ -82,6 +82,17 @@ listen = ["{{listen}}"]
 	wantMetric(t, during, "sluice_tunnels{"+loc+"}", tunnels)
 	wantMetric(t, during, `sluice_upstream_tunnels{group="`+be.addr+`",server="`+be.addr+`",address="`+be.addr+`"}`, tunnels)
 	wantMetric(t, during, `sluice_upstream_up{group="`+be.addr+`",server="`+be.addr+`",address="`+be.addr+`"}`, 1)
+	wantMetric(t, during, `sluice_listener_heads{listen="`+p.addr+`"}`, 0)
+	wantMetric(t, during, `sluice_listener_event_loop_connections{listen="`+p.addr+`"}`, 0)
+	jobs := 0.0
+	for series, v := range during {
+		if strings.HasPrefix(series, "sluice_relay_loop_jobs{") {
+			jobs += v
+		}
+	}
+	if jobs != tunnels {
+		t.Errorf("relay loops own %v jobs, want the %d tunnels", jobs, tunnels)
+	}
 
 	// /tunnels lists the three, oldest first, a page at a time, with the
 	// bytes each has relayed so far.

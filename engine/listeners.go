@@ -113,6 +113,18 @@ func (e *Engine) stopGnet(ctx context.Context, addr string) error {
 	return err
 }
 
+// gnetConnections is, per plaintext listen address, the connections its
+// event loops hold.
+func (e *Engine) gnetConnections() map[string]int {
+	e.gnets.mu.Lock()
+	defer e.gnets.mu.Unlock()
+	out := make(map[string]int, len(e.gnets.all))
+	for addr, gl := range e.gnets.all {
+		out[addr] = gl.eng.CountConnections()
+	}
+	return out
+}
+
 // stopAllGnet stops every plaintext listener.
 func (e *Engine) stopAllGnet(ctx context.Context) error {
 	e.gnets.mu.Lock()

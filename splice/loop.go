@@ -68,6 +68,7 @@ type loop struct {
 	stale     int64 // events ignored because their generation was stale
 	parks     int64 // tunnels parked with their read budget spent
 	wakeups   atomic.Int64
+	jobs      atomic.Int64 // jobs and tunnels this loop owns (LoopJobs)
 }
 
 func newLoop(p *Pool) (*loop, error) {
@@ -119,6 +120,7 @@ func (l *loop) submit(j *Job, start time.Time) error {
 		l.wakeLocked()
 	}
 	l.pool.live.Add(1)
+	l.jobs.Add(1)
 	l.mu.Unlock()
 	return nil
 }
@@ -221,6 +223,7 @@ func (l *loop) shutdown(jobs []submission) {
 		unix.Close(s.job.ClientFD)
 		r := Report{Start: s.start, End: time.Now(), Reason: Shutdown}
 		l.pool.live.Add(-1)
+		l.jobs.Add(-1)
 		s.job.Handler.Done(&r)
 	}
 	for _, t := range l.slots {

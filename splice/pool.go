@@ -72,3 +72,13 @@ func (p *Pool) Close() {
 
 // Live returns the number of jobs and tunnels currently owned by the pool.
 func (p *Pool) Live() int { return int(p.live.Load()) }
+
+// LoopJobs returns, per relay loop, the jobs and tunnels it owns: how the
+// load is spread over the loops.
+func (p *Pool) LoopJobs() []int64 {
+	out := make([]int64, len(p.loops))
+	for i, l := range p.loops {
+		out[i] = l.jobs.Load()
+	}
+	return out
+}

@@ -432,6 +432,7 @@ func (l *loop) finish(t *tunnel, r Reason, err error) {
 	h := t.job.Handler
 	t.job, t.reply, t.req, t.lastErr = nil, nil, nil, nil
 	l.pool.live.Add(-1)
+	l.jobs.Add(-1)
 	h.Done(&t.rep)
 }
 
