@@ -32,8 +32,8 @@ run: build
 	$(BIN)/chat -listen $(CHAT_ADDR) -quiet & chat_pid=$$!; \
 	trap 'kill $$echo_pid $$chat_pid 2>/dev/null' EXIT INT TERM; \
 	sleep 0.3; \
-	echo "sluice: open http://127.0.0.1:8080/ (chat; /ws/ -> $(CHAT_ADDR)); ws://127.0.0.1:8080/echo/ -> echo on $(ECHO_ADDR). Ctrl-C stops all."; \
-	$(BIN)/sluice
+	echo "sluice: open http://127.0.0.1:8080/ (chat; /ws/ -> $(CHAT_ADDR)); ws://127.0.0.1:8080/echo/ -> echo on $(ECHO_ADDR); metrics at http://127.0.0.1:9901/metrics. Ctrl-C stops all."; \
+	$(BIN)/sluice --admin 127.0.0.1:9901
 
 test: fmt-check vet staticcheck unit
 
