@@ -221,6 +221,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err := <-e.done:
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		_ = e.stopAllGnet(ctx) // the other addresses' engines
+		cancel()
 		e.admin.stop(context.Background())
 		e.goFront.stop()
 		e.pool.Close()
