@@ -242,7 +242,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writerDone: make(chan struct{}),
 	}
 	if !s.track(c) {
-		// Shutdown began during the handshake.
+		// Shutdown began during the handshake. The client already has its
+		// 101, so it gets the same 1001 the others got, not a bare close.
+		_ = c.write(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "server shutting down")), closeGrace)
 		_ = conn.Close()
 		return
 	}
