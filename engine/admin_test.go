@@ -26,7 +26,10 @@ func TestAdminMetrics(t *testing.T) {
 	if err := os.WriteFile(root+"/hello.txt", []byte("hello"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	adminAddr := freeAddr(t)
+	// On an address no client of the test suite connects from (see
+	// TestReloadUnderLoad): a free 127.0.0.1 port can be taken as the
+	// local port of another test's outgoing connection before sluice binds it.
+	adminAddr := "127.0.0.250:" + strings.Split(freeAddr(t), ":")[1]
 	p := startProxy(t, fmt.Sprintf(`
 [log]
 access_log = "off"
