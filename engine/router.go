@@ -104,6 +104,7 @@ func buildRouter(cfg *configs.Config, log *zap.Logger) (*router, error) {
 			if !ok {
 				var err error
 				if g, err = buildGroup(lc.Upstream, log); err != nil {
+					r.closeFiles() // the roots opened so far
 					return nil, fmt.Errorf("location %s: %w", lc.Path, err)
 				}
 				groups[lc.Upstream] = g
@@ -124,6 +125,7 @@ func buildRouter(cfg *configs.Config, log *zap.Logger) (*router, error) {
 			if ln == nil {
 				ap, err := parseListen(addr)
 				if err != nil {
+					r.closeFiles()
 					return nil, err
 				}
 				ln = &listener{addr: addr, ap: ap, headerTimeout: time.Duration(sc.ClientHeaderTimeout)}
