@@ -80,6 +80,8 @@ func (g *goFront) proxy(client net.Conn, t *tunnel, loc *location, upReq, held [
 			return
 		}
 		_ = up.SetDeadline(time.Time{})
+		// LastActive before the counts, so a reader seeing bytes sees a time.
+		t.live.LastActive.Store(time.Now().UnixNano())
 		n := writeWithin(client, reply, loc.cfg.SendTimeout.D())
 		r.BytesDown += n
 		t.live.BytesDown.Add(n)
@@ -89,7 +91,6 @@ func (g *goFront) proxy(client net.Conn, t *tunnel, loc *location, upReq, held [
 			r.BytesUp += n
 			t.live.BytesUp.Add(n)
 		}
-		t.live.LastActive.Store(time.Now().UnixNano())
 		relayed = true
 		// Frame boundaries as written, for a graceful shutdown: after the
 		// 101's head toward the client; from the first held byte upward.
@@ -387,8 +388,8 @@ func pipe(dst, src net.Conn, r io.Reader, pool *sync.Pool, readTimeout, sendTime
 				gd.cur[dir].Advance(buf[:w])
 			}
 			if count != nil && w > 0 {
-				count.Add(int64(w))
 				last.Store(time.Now().UnixNano())
+				count.Add(int64(w))
 			}
 			if werr != nil {
 				return n, false, werr

@@ -249,12 +249,14 @@ func (l *loop) wrote(t *tunnel, i int, b []byte) {
 	t.d[i].bytes += int64(n)
 	t.fc[i].advance(b)
 	if lv := t.job.Live; lv != nil && n > 0 {
+		// LastActive first: a reader that sees the new byte count then
+		// also sees a time (Go's atomics are sequentially consistent).
+		lv.LastActive.Store(l.baseUnix + l.now)
 		if i == toUp {
 			lv.BytesUp.Add(int64(n))
 		} else {
 			lv.BytesDown.Add(int64(n))
 		}
-		lv.LastActive.Store(l.baseUnix + l.now)
 	}
 }
 
