@@ -116,6 +116,8 @@ func (a *admin) metrics(w http.ResponseWriter, r *http.Request) {
 	m.sample("sluice_connections", "", float64(e.Pending()))
 	m.family("sluice_max_connections", "gauge", "The cap on client connections in force (max_connections).")
 	m.sample("sluice_max_connections", "", float64(e.guards.maxConns))
+	m.family("sluice_accept_pauses_total", "counter", "Times an accept loop stopped accepting at max_connections (new connections waited in the backlog).")
+	m.sample("sluice_accept_pauses_total", "", float64(e.guards.pauses.Load()))
 	m.family("sluice_pending_heads", "gauge", "Connections whose request head the event loops are still reading.")
 	m.sample("sluice_pending_heads", "", float64(e.stats.conns.Load()))
 	relay := 0

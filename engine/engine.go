@@ -106,41 +106,34 @@ func (e *Engine) Start() error {
 	}
 	e.pool = pool
 	addrs := make([]string, 0, len(e.rt().listeners))
-	for _, ln := range e.rt().listeners {
-		if !e.goFront.serves(ln) {
-			addrs = append(addrs, "tcp://"+ln.addr)
-		}
-	}
-	if err := probeFree(addrs); err != nil {
-		e.pool.Close()
-		e.rt().closeFiles()
-		return err
-	}
-	if err := e.startAdmin(); err != nil {
-		e.pool.Close()
-		e.rt().closeFiles()
-		return err
-	}
-	if err := e.goFront.bind(); err != nil {
+	fail := func(err error) error {
+		e.closeGnetListeners()
+		e.goFront.closeListeners()
 		e.admin.stop(context.Background())
 		e.pool.Close()
 		e.rt().closeFiles()
 		return err
 	}
-	e.done = make(chan error, 1)
-	for _, a := range addrs {
-		if err := e.startGnet(strings.TrimPrefix(a, "tcp://")); err != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = e.stopAllGnet(ctx)
-			cancel()
-			e.goFront.closeListeners()
-			e.admin.stop(context.Background())
-			e.pool.Close()
-			e.rt().closeFiles()
-			return err
+	for _, ln := range e.rt().listeners {
+		if !e.goFront.serves(ln) {
+			if err := e.bindGnet(ln.addr); err != nil {
+				return fail(err)
+			}
+			addrs = append(addrs, "tcp://"+ln.addr)
 		}
 	}
+	if err := e.startAdmin(); err != nil {
+		return fail(err)
+	}
+	if err := e.goFront.bind(); err != nil {
+		return fail(err)
+	}
+	e.done = make(chan error, 1)
+	if err := e.startGnet(); err != nil {
+		return fail(err)
+	}
 	e.rt().start()
+	e.serveGnet()
 	e.goFront.serve()
 	e.log.Info("listening", zap.Strings("addrs", append(addrs, e.goFront.addrs()...)), zap.Int("workers", e.workers()))
 	return nil
@@ -152,7 +145,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	var err error
 	e.stopped.Do(func() {
 		e.admin.stop(ctx)
-		err = e.stopAllGnet(ctx)
+		err = e.stopGnet(ctx)
 		e.goFront.stop()
 		if e.pool != nil {
 			e.pool.Close()
@@ -179,7 +172,7 @@ func (e *Engine) Pending() int64 {
 	if e.pool != nil {
 		n += int64(e.pool.Live())
 	}
-	return n + e.goFront.live.Load()
+	return n + e.goFront.live.Load() + e.gnets.enrolling.Load()
 }
 
 // Refused is the number of handshakes the front answered with an error.
@@ -202,18 +195,11 @@ var ErrDrainIncomplete = errors.New("drain incomplete: some tunnels were closed 
 // gracefully (Shutdown, within drain_timeout); the error wraps
 // ErrDrainIncomplete when the drain was not clean.
 //
-// EMFILE (verified against gnet v2.10.0): when accept() fails with
-// anything but EAGAIN, EINTR, ECONNRESET or ECONNABORTED, gnet's acceptor
-// returns ErrAcceptSocket, which ends its polling loop and shuts the whole
-// gnet engine down; gnet offers no way to pause accepting. So sluice keeps
-// an fd budget instead (max_connections, guard.go): past it, OnOpen closes
-// each new connection at once, so the fds in use stay below RLIMIT_NOFILE
-// minus a reserve (max(10%, 100) fds) and accept() never meets EMFILE. The
-// excess connections are accepted and closed (an fd for an instant, no
-// answer), not left in the backlog. TestMaxConnectionsUnderLowFDLimit runs
-// a child sluice under ulimit -n 200 against 400 connections. If an fd
-// leak elsewhere eats the reserve, the old failure returns: Run reports it
-// and exits.
+// Accepting is sluice's own (listeners.go): past max_connections (an fd
+// budget below RLIMIT_NOFILE, guard.go) the accept loops stop calling
+// accept(), and an accept error such as EMFILE is logged and retried after
+// a back-off, so neither ends the process. TestMaxConnectionsUnderLowFDLimit
+// runs a child sluice under ulimit -n 200 against 400 connections.
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.Start(); err != nil {
 		return err
@@ -222,7 +208,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err := <-e.done:
 		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
-		_ = e.stopAllGnet(ctx) // the other addresses' engines
+		_ = e.stopGnet(ctx) // the listeners
 		cancel()
 		e.admin.stop(context.Background())
 		e.goFront.stop()
@@ -257,6 +243,7 @@ func (e *Engine) Shutdown(drain time.Duration) (clean bool, err error) {
 		e.admin.stopping.Store(true) // /healthz says 503; metrics still served
 	}
 	e.goFront.closeListeners()
+	e.closeGnetListeners()
 	forced := 0
 	if e.pool != nil {
 		// Tunnels are drained while heads still arrive: a head that
@@ -287,13 +274,10 @@ func (e *Engine) Shutdown(drain time.Duration) (clean bool, err error) {
 	return forced == 0, e.Stop(ctx)
 }
 
-// probeFree binds and releases each gnet listen address without
-// SO_REUSEPORT. gnet binds with SO_REUSEPORT (see Start), which would let a
-// second sluice started on the same port by mistake share it silently,
-// each getting part of the connections; a plain bind fails with "address
-// already in use" while another socket listens there, as nginx without
-// reuseport would. (Go's listener sets SO_REUSEADDR, so a port whose old
-// connections sit in TIME_WAIT still passes.)
+// probeFree binds and releases each address, so that a reload learns that
+// an address it adds is taken before it changes anything. (Go's listener
+// sets SO_REUSEADDR, so a port whose old connections sit in TIME_WAIT
+// still passes.)
 func probeFree(addrs []string) error {
 	for _, a := range addrs {
 		ln, err := net.Listen("tcp", strings.TrimPrefix(a, "tcp://"))

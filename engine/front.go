@@ -21,6 +21,7 @@ import (
 type clientConn struct {
 	conn     gnet.Conn
 	ln       *listener
+	gl       *gnetListener // the socket that accepted it (listeners.go)
 	fd       int
 	opened   int64 // unix nanoseconds, for the access log
 	deadline int64 // unix nanoseconds; the header timeout
@@ -40,10 +41,14 @@ type clientConn struct {
 // bounded by max_header_bytes and client_header_timeout.
 type front struct {
 	gnet.BuiltinEventEngine
-	e       *Engine
-	addr    string // the listen address this engine serves
-	booted  chan gnet.Engine
-	reqPool sync.Pool // *handshake.Request: one per loop in practice, reused
+	e      *Engine
+	booted chan gnet.Engine
+	// ready closes at the first OnTick: gnet calls OnBoot before its loops
+	// exist, and the ticker starts after them, so from ready on the engine
+	// may take Register calls.
+	ready     chan struct{}
+	readyOnce sync.Once
+	reqPool   sync.Pool // *handshake.Request: one per loop in practice, reused
 }
 
 func (f *front) OnBoot(eng gnet.Engine) gnet.Action {
@@ -51,23 +56,23 @@ func (f *front) OnBoot(eng gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
+// OnOpen takes a connection an accept loop registered (listeners.go); the
+// loop has already checked max_connections.
 func (f *front) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	if f.e.draining.Load() {
-		return nil, gnet.Close // shutting down: gnet cannot stop accepting
+	gl, _ := c.Context().(*gnetListener)
+	if gl == nil || f.e.draining.Load() {
+		return nil, gnet.Close // accepted as the shutdown began
 	}
-	if f.e.overCapacity() {
-		return nil, f.e.shed()
-	}
-	local := addrPort(c.LocalAddr())
-	ln := f.e.rt().listenerFor(local)
-	if ln == nil {
-		// Cannot happen with the listeners we bound; refuse rather than guess.
+	ln := f.e.rt().listenerAt(gl.addr)
+	if ln == nil || ln.certs != nil {
+		// A reload removed the address (or made it TLS) a moment ago.
 		return nil, gnet.Close
 	}
 	now := time.Now().UnixNano()
 	cc := &clientConn{
 		conn:     c,
 		ln:       ln,
+		gl:       gl,
 		fd:       c.Fd(),
 		opened:   now,
 		deadline: now + int64(ln.headerTimeout),
@@ -76,6 +81,7 @@ func (f *front) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	c.SetContext(cc)
 	ln.pending.add(cc)
 	f.e.stats.conns.Add(1)
+	gl.conns.Add(1)
 	return nil, gnet.None
 }
 
@@ -87,6 +93,7 @@ func (f *front) OnClose(c gnet.Conn, err error) gnet.Action {
 	cc.ln.pending.remove(cc)
 	cc.slot.release()
 	f.e.stats.conns.Add(-1)
+	cc.gl.conns.Add(-1)
 	if !cc.handedOff && err != nil {
 		f.e.log.Debug("client closed before finishing its head",
 			zap.Stringer("client", cc.remote), zap.Error(err))
@@ -209,12 +216,13 @@ func (f *front) refuse(c gnet.Conn, cc *clientConn, srv *server, req *handshake.
 // header timeout. It runs on gnet's ticker goroutine, so it only uses
 // gnet's concurrency-safe calls.
 func (f *front) OnTick() (time.Duration, gnet.Action) {
+	f.readyOnce.Do(func() { close(f.ready) })
 	now := time.Now().UnixNano()
-	// This address's listener, and those of configs since replaced: heads
+	// The listeners in force and those of configs since replaced: heads
 	// that began under an older config still get their timeout.
 	for _, r := range append(f.e.retiredRouters(), f.e.rt()) {
 		for _, ln := range r.listeners {
-			if ln.addr == f.addr {
+			if ln.certs == nil {
 				ln.pending.expire(now, f.timeout)
 			}
 		}

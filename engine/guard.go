@@ -51,6 +51,8 @@ type guards struct {
 	refusals [len(ruleNames)]atomic.Int64
 	// lastShedLog is when "at max_connections" was last logged (unix ns).
 	lastShedLog atomic.Int64
+	// pauses counts the times an accept loop stopped accepting at the cap.
+	pauses atomic.Int64
 }
 
 type serverGuard struct {
@@ -364,12 +366,31 @@ func (e *Engine) refuseWith(w io.Writer, cc *clientConn, srv *server, req *hands
 	_, _ = w.Write(out)
 }
 
-// shed refuses a connection past max_connections: gnet has accepted it,
-// so it costs one fd until OnOpen returns Close, which closes it at once
-// (an RST-free close, no answer: writing one could block on a full client
-// and the point is to spend nothing). It is counted, and logged at most
-// once a second so that a flood does not become a log flood.
-func (e *Engine) shed() gnet.Action {
+// waitForCapacity holds an accept loop while the process is at
+// max_connections, so that new connections wait in the kernel's backlog
+// (nginx and HAProxy pause accepting the same way). A pause is counted and
+// logged, at most once a second. It returns early once stop says so.
+func (e *Engine) waitForCapacity(listen string, full, stop func() bool) {
+	if !full() || stop() {
+		return
+	}
+	e.guards.pauses.Add(1)
+	now := time.Now().UnixNano()
+	if last := e.guards.lastShedLog.Load(); now-last > int64(time.Second) && e.guards.lastShedLog.CompareAndSwap(last, now) {
+		e.log.Warn("at max_connections: new connections wait in the backlog", zap.String("listen", listen),
+			zap.Int64("max_connections", e.guards.maxConns))
+	}
+	for full() && !stop() {
+		time.Sleep(backlogPoll)
+	}
+}
+
+// shed counts a connection closed past max_connections: one a TLS accept
+// loop took just as another listener reached the cap. It gets no answer
+// (writing one could block on a full client and the point is to spend
+// nothing). It is counted, and logged at most once a second so that a
+// flood does not become a log flood.
+func (e *Engine) shed() {
 	e.guards.count(RuleMaxConnections)
 	e.countRefused(0)
 	now := time.Now().UnixNano()
@@ -377,5 +398,4 @@ func (e *Engine) shed() gnet.Action {
 		e.log.Warn("at max_connections: closing new connections", zap.Int64("max_connections", e.guards.maxConns),
 			zap.Int64("refused", e.Refusals()[RuleMaxConnections]))
 	}
-	return gnet.Close
 }

@@ -638,9 +638,10 @@ limit_req = { rate = "50r/s", burst = 200 }
 }
 
 // TestMaxConnectionsUnderLowFDLimit runs sluice as a child with `ulimit -n
-// 200` and opens more connections than it can hold: the excess is closed
-// at once, the admitted ones are still served, and sluice does not exit
-// (without the cap, gnet's acceptor meets EMFILE and the engine stops).
+// 200` against 400 connections: it holds at most max_connections of them
+// (derived from the limit: 50), leaves the rest waiting in the backlog
+// (none is closed), serves what it holds, takes waiting ones as places
+// free, and never meets EMFILE or exits.
 func TestMaxConnectionsUnderLowFDLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a child sluice")
@@ -682,82 +683,124 @@ client_header_timeout = "30s"
 		<-exited
 	}()
 	waitListening(t, addr)
+	alive := func() {
+		t.Helper()
+		select {
+		case <-exited:
+			t.Fatalf("sluice exited: %v\n%s", waitErr, stderr.String())
+		default:
+		}
+	}
+	fds := func() int {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", child.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
 
-	// (200 - 100) / 2 = 50 client connections. Open 400 idle ones.
-	// Concurrently, so that they arrive as a burst in the backlog.
-	var held []net.Conn
-	var mu sync.Mutex
+	// (200 - 100) / 2 = 50 client connections. Open 400, concurrently, so
+	// that they arrive as a burst in the backlog, and send each a head.
+	conns := make([]net.Conn, 400)
 	var dials sync.WaitGroup
+	var dialErrs atomic.Int64
 	for w := 0; w < 16; w++ {
 		dials.Add(1)
-		go func() {
+		go func(w int) {
 			defer dials.Done()
-			for i := 0; i < 25; i++ {
-				c, err := net.DialTimeout("tcp", addr, time.Second)
+			for i := w; i < len(conns); i += 16 {
+				c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 				if err != nil {
-					continue // the backlog may fill: also a refusal
+					dialErrs.Add(1)
+					continue
 				}
-				mu.Lock()
-				held = append(held, c)
-				mu.Unlock()
+				conns[i] = c
+				_, _ = io.WriteString(c, head("/ws/"))
 			}
-		}()
+		}(w)
 	}
 	dials.Wait()
 	defer func() {
-		for _, c := range held {
-			c.Close()
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
-	open := 0
-	var alive []net.Conn
-	for _, c := range held {
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
-		if _, err := c.Read(make([]byte, 1)); err != nil && os.IsTimeout(err) {
-			open++
-			alive = append(alive, c)
+	if n := dialErrs.Load(); n > 0 {
+		t.Errorf("%d of %d connections failed to connect: the backlog should hold them", n, len(conns))
+	}
+	// answered reads each unanswered connection for up to d, concurrently:
+	// how many got a 101 (those become tunnels and stay held) and how many
+	// were closed or answered otherwise.
+	done := make([]bool, len(conns))
+	answered := func(d time.Duration) (ok, bad int) {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i, c := range conns {
+			if c == nil || done[i] {
+				continue
+			}
+			wg.Add(1)
+			go func(i int, c net.Conn) {
+				defer wg.Done()
+				_ = c.SetReadDeadline(time.Now().Add(d))
+				buf := make([]byte, 512)
+				n, err := c.Read(buf)
+				if err != nil && os.IsTimeout(err) {
+					return // still waiting
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				done[i] = true
+				if statusOf(string(buf[:n])) == 101 {
+					ok++
+				} else {
+					bad++
+				}
+			}(i, c)
+		}
+		wg.Wait()
+		return ok, bad
+	}
+	ok, bad := answered(time.Second)
+	n := fds()
+	t.Logf("of %d connections, %d became tunnels through a sluice with ulimit -n 200 (%d fds open); the rest wait", len(conns), ok, n)
+	alive()
+	if ok == 0 || ok > 50 || bad > 0 {
+		t.Fatalf("%d tunnels, %d connections closed or refused; want 1..50 and 0", ok, bad)
+	}
+	if n >= 200 {
+		t.Errorf("%d fds open under a limit of 200", n)
+	}
+	// Free the places: waiting connections are taken, and their heads,
+	// sent long ago, answered.
+	for i, c := range conns {
+		if done[i] && c != nil {
+			c.Close()
+			conns[i] = nil
 		}
 	}
-	t.Logf("of %d connections, %d kept open by a sluice with ulimit -n 200", len(held), open)
-	if open == 0 || open > 60 {
-		t.Errorf("%d connections kept open, want about 50", open)
-	}
-	select {
-	case <-exited:
-		t.Fatalf("sluice exited: %v\n%s", waitErr, stderr.String())
-	default:
-	}
-	// The admitted connections are still served: finish a handshake on
-	// one and echo through the tunnel.
-	if len(alive) > 0 {
-		c := alive[0]
-		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		if _, err := io.WriteString(c, head("/ws/")); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 512)
-		n, _ := c.Read(buf)
-		if statusOf(string(buf[:n])) != 101 {
-			t.Fatalf("admitted connection not served: %q", buf[:n])
-		}
+	ok2, bad2 := answered(3 * time.Second)
+	t.Logf("after the first %d closed: %d more tunnels", ok, ok2)
+	alive()
+	if ok2 == 0 || bad2 > 0 {
+		t.Fatalf("after places freed: %d more tunnels, %d closed or refused", ok2, bad2)
 	}
 	// Release everything: sluice serves new clients again.
-	for _, c := range held {
-		c.Close()
+	for i, c := range conns {
+		if c != nil {
+			c.Close()
+			conns[i] = nil
+		}
 	}
-	held = nil
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "the held connections to go", func() bool { return fds() < 50 })
 	if got := statusOfRaw(t, addr); got != 101 {
 		t.Fatalf("after the flood: %d", got)
 	}
-	select {
-	case <-exited:
-		t.Fatalf("sluice exited: %v\n%s", waitErr, stderr.String())
-	default:
-	}
-	if strings.Contains(stderr.String(), "accept") && strings.Contains(stderr.String(), "too many open files") {
-		t.Errorf("accept met EMFILE:\n%s", stderr.String())
+	alive()
+	if strings.Contains(stderr.String(), "too many open files") {
+		t.Errorf("met EMFILE:\n%s", stderr.String())
 	}
 }
 
@@ -787,9 +830,10 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestMaxConnectionsConfigured: past max_connections a new connection is
-// closed at once, the ones held are still served, and a freed place is
-// taken again.
+// TestMaxConnectionsConfigured: at max_connections a plaintext listener
+// stops accepting. The next client's connection waits in the kernel's
+// backlog: it is not closed, and the head it sends is not answered, until
+// a held connection ends; then it is served. Nothing is refused.
 func TestMaxConnectionsConfigured(t *testing.T) {
 	be := startBackend(t, backendOpts{})
 	p, _ := startGuarded(t, fmt.Sprintf(`
@@ -805,6 +849,7 @@ listen = ["{{listen}}"]
 	if p.e.MaxConnections() != 3 {
 		t.Fatalf("MaxConnections() = %d", p.e.MaxConnections())
 	}
+	waitFor(t, "probes to end", func() bool { return p.e.Pending() == 0 })
 	tunnel, resp := openFrom(t, "127.0.0.2", p.addr, head("/ws/"))
 	defer tunnel.Close()
 	if statusOf(resp) != 101 {
@@ -815,14 +860,23 @@ listen = ["{{listen}}"]
 		idle = append(idle, dialFrom(t, "127.0.0.2", p.addr))
 	}
 	waitFor(t, "3 held", func() bool { return p.e.Pending() == 3 })
-	extra := dialFrom(t, "127.0.0.3", p.addr)
-	_ = extra.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if n, err := extra.Read(make([]byte, 1)); err == nil || os.IsTimeout(err) {
-		t.Fatalf("the 4th connection was not closed: n=%d err=%v", n, err)
+	extra := dialFrom(t, "127.0.0.3", p.addr) // completes in the kernel: the backlog
+	defer extra.Close()
+	if _, err := io.WriteString(extra, head("/ws/")); err != nil {
+		t.Fatal(err)
 	}
-	extra.Close()
-	if n := p.e.Refusals()[RuleMaxConnections]; n != 1 {
-		t.Errorf("Refusals()[max_connections] = %d", n)
+	_ = extra.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if n, err := extra.Read(make([]byte, 1)); !os.IsTimeout(err) {
+		t.Fatalf("the 4th connection at the cap: read n=%d err=%v, want a timeout (waiting, not closed)", n, err)
+	}
+	if n := p.e.Pending(); n != 3 {
+		t.Errorf("Pending() = %d at the cap, want 3", n)
+	}
+	if n := p.e.Refusals()[RuleMaxConnections]; n != 0 {
+		t.Errorf("Refusals()[max_connections] = %d, want 0: nothing is shed", n)
+	}
+	if n := p.e.guards.pauses.Load(); n == 0 {
+		t.Error("no accept pause counted")
 	}
 	// The held ones are still served.
 	if _, err := io.WriteString(idle[0], head("/ws/")); err != nil {
@@ -833,13 +887,12 @@ listen = ["{{listen}}"]
 	if n, _ := idle[0].Read(buf); statusOf(string(buf[:n])) != 101 {
 		t.Fatalf("held connection: %q", buf[:n])
 	}
-	for _, c := range idle {
-		c.Close()
+	// A place frees: the waiting connection is accepted and its head,
+	// sent long ago, is answered.
+	idle[1].Close()
+	_ = extra.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, _ := extra.Read(buf); statusOf(string(buf[:n])) != 101 {
+		t.Fatalf("the waiting connection after a place freed: %q", buf[:n])
 	}
-	waitFor(t, "places freed", func() bool { return p.e.Pending() == 1 })
-	c, resp := openFrom(t, "127.0.0.3", p.addr, head("/ws/"))
-	c.Close()
-	if statusOf(resp) != 101 {
-		t.Fatalf("after freeing: %s", resp)
-	}
+	idle[0].Close()
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,75 +15,131 @@ import (
 	"go.uber.org/zap"
 )
 
-// gnetListener is one plaintext listen address and the gnet engine that
-// serves it. Each address has its own engine so that a reload can add or
-// remove an address without touching the others.
+// Plaintext listeners. sluice accepts on its own sockets and gives each new
+// connection to gnet's event loops with Engine.Register; gnet itself binds
+// nothing. Two things need that (both verified against gnet v2.10.0):
+//
+//   - Backpressure. gnet's acceptor cannot pause: it accepts whatever the
+//     backlog holds. Past max_connections an accept loop of sluice's simply
+//     stops calling accept(), so new connections wait in the kernel's
+//     backlog until a tunnel ends, as nginx and HAProxy do, instead of being
+//     accepted and closed.
+//   - Failure. When gnet's accept() fails with anything but EAGAIN, EINTR,
+//     ECONNRESET or ECONNABORTED (EMFILE, ENFILE, ENOBUFS), its acceptor
+//     returns ErrAcceptSocket and the whole gnet engine shuts down. sluice's
+//     loop logs and backs off instead.
+//
+// Register costs, per connection, a dup of the accepted fd, the close of
+// the original and a wake of the chosen event loop
+// (BenchmarkHandshakeAccept measures it). One gnet engine serves every
+// address, so a reload adds or removes an address by opening or closing a
+// socket, with no engine to start or stop.
+
+// gnetListener is one plaintext listening socket and its accept loop.
 type gnetListener struct {
-	addr     string
-	eng      gnet.Engine
-	stopping atomic.Bool // Stop asked for it: its end is no failure
-	ended    chan struct{}
+	addr    string
+	ln      *net.TCPListener
+	conns   atomic.Int64  // connections its address has in the event loops
+	started atomic.Bool   // its accept loop was started
+	closed  atomic.Bool   // its socket is closed: the accept loop ends
+	done    chan struct{} // the accept loop has returned
 }
 
-// gnetListeners are the engine's plaintext listeners by address.
+// gnetListeners are the engine's plaintext listeners by address and the
+// gnet engine they feed.
 type gnetListeners struct {
 	mu  sync.Mutex
 	all map[string]*gnetListener
+
+	eng   gnet.Engine
+	up    bool          // eng runs
+	ended chan struct{} // eng has stopped
+	// stopping: Stop asked gnet to end; its end is then no failure.
+	stopping atomic.Bool
+	// enrolling counts connections accepted and not yet opened by a loop
+	// (or failed), so that the capacity check sees them.
+	enrolling atomic.Int64
+	// results carries each Register's outcome to the reaper goroutine,
+	// which settles enrolling. Its capacity bounds registrations in flight.
+	results chan (<-chan gnet.RegisteredResult)
 }
 
-// startGnet binds addr (checked free first, see probeFree) and starts its
-// event loops; it returns once they accept, or with the reason they could
-// not. An engine that stops on its own later reports to e.done.
-func (e *Engine) startGnet(addr string) error {
-	if err := probeFree([]string{addr}); err != nil {
-		return err
-	}
-	f := &front{e: e, addr: addr, booted: make(chan gnet.Engine, 1)}
-	gl := &gnetListener{addr: addr, ended: make(chan struct{})}
+// maxEnrolling bounds registrations in flight; an accept loop waits when
+// it is reached, as it does at max_connections.
+const maxEnrolling = 1024
+
+// startGnet starts the event loops that serve every plaintext address.
+// It returns once they run. If they stop on their own later, e.done hears.
+func (e *Engine) startGnet() error {
+	f := &front{e: e, booted: make(chan gnet.Engine, 1), ready: make(chan struct{})}
+	g := &e.gnets
+	g.ended = make(chan struct{})
+	g.results = make(chan (<-chan gnet.RegisteredResult), maxEnrolling)
 	failed := make(chan error, 1)
 	go func() {
-		err := gnet.Run(f, "tcp://"+addr,
+		// gnet's Engine methods refuse an engine without a listener, so it
+		// gets one no client uses: an abstract unix socket (no file). A
+		// local process that connects there anyway is closed in OnOpen,
+		// which finds no accepting socket of sluice's on the connection.
+		err := gnet.Run(f, fmt.Sprintf("unix://@sluice-%d-%x", os.Getpid(), rand.Uint64()),
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(e.workers()),
 			gnet.WithTicker(true),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReuseAddr(true),
-			// One listening socket per loop (SO_REUSEPORT): each loop then
-			// accepts one connection per readiness event and runs OnOpen
-			// before the next accept, so a connection past max_connections
-			// is closed before another fd is taken. Without it gnet's main
-			// reactor accepts until EAGAIN before the loops see any of the
-			// connections, a backlog-sized burst of fds that can meet
-			// EMFILE and stop the engine (see Run, guard.go). The cost:
-			// another process of the same user can bind the port too.
-			gnet.WithReusePort(true),
+			// Register picks a loop through the load balancer from other
+			// goroutines; gnet's round robin is not safe for that.
+			gnet.WithLoadBalancing(gnet.LeastConnections),
 			gnet.WithLogger(e.log.Sugar()),
 		)
-		close(gl.ended)
+		close(g.ended)
 		select {
 		case failed <- err: // still starting
 		default:
 		}
-		if !gl.stopping.Load() {
+		if !g.stopping.Load() {
 			if err == nil {
-				// gnet reports some fatal stops (an acceptor error) only in
-				// its own log and returns nil.
+				// gnet reports some fatal stops only in its own log.
 				err = errors.New("gnet engine shut down on its own (see the error log)")
 			}
 			select {
-			case e.done <- fmt.Errorf("listen %s: %w", addr, err):
+			case e.done <- fmt.Errorf("event loops: %w", err):
 			default:
 			}
 		}
 	}()
 	select {
-	case gl.eng = <-f.booted:
+	case <-f.ready:
+		g.eng = <-f.booted // sent before ready closed
 	case err := <-failed:
 		if err == nil {
 			err = errors.New("event loops stopped at start")
 		}
-		return fmt.Errorf("listen %s: %w", addr, err)
+		return fmt.Errorf("event loops: %w", err)
 	}
+	g.up = true
+	go e.reapRegistrations()
+	return nil
+}
+
+// reapRegistrations settles enrolling as registrations finish: by then a
+// loop has run OnOpen (which counted the connection) or gnet has closed it.
+func (e *Engine) reapRegistrations() {
+	for res := range e.gnets.results {
+		if r := <-res; r.Err != nil {
+			e.log.Debug("event loop refused a connection", zapErr(r.Err))
+		}
+		e.gnets.enrolling.Add(-1)
+	}
+}
+
+// bindGnet opens the listening socket of a plaintext address. It binds
+// without SO_REUSEPORT, so a second sluice on the same port fails with
+// "address already in use" instead of silently sharing it.
+func (e *Engine) bindGnet(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	gl := &gnetListener{addr: addr, ln: l.(*net.TCPListener), done: make(chan struct{})}
 	e.gnets.mu.Lock()
 	if e.gnets.all == nil {
 		e.gnets.all = map[string]*gnetListener{}
@@ -90,56 +149,134 @@ func (e *Engine) startGnet(addr string) error {
 	return nil
 }
 
-// stopGnet stops addr's engine: its listening sockets close and so do the
-// connections still in their head; tunnels and plain HTTP connections
-// already left it.
-func (e *Engine) stopGnet(ctx context.Context, addr string) error {
+// serveGnet starts the accept loops of the bound addresses that have none.
+func (e *Engine) serveGnet() {
+	e.gnets.mu.Lock()
+	defer e.gnets.mu.Unlock()
+	for _, gl := range e.gnets.all {
+		if !gl.serving() {
+			gl.markServing()
+			go e.acceptGnet(gl)
+		}
+	}
+}
+
+// startGnetListener binds addr and accepts on it (a reload added it).
+func (e *Engine) startGnetListener(addr string) error {
+	if err := e.bindGnet(addr); err != nil {
+		return err
+	}
+	e.serveGnet()
+	return nil
+}
+
+func (gl *gnetListener) serving() bool { return gl.started.Load() }
+func (gl *gnetListener) markServing()  { gl.started.Store(true) }
+
+// acceptGnet is one address's accept loop.
+func (e *Engine) acceptGnet(gl *gnetListener) {
+	defer close(gl.done)
+	g := &e.gnets
+	var backoff time.Duration
+	for {
+		// Backpressure: at the cap, new connections wait in the kernel's
+		// backlog until one ends.
+		e.waitForCapacity(gl.addr, func() bool {
+			return e.overCapacity() || g.enrolling.Load() >= maxEnrolling
+		}, gl.closed.Load)
+		c, err := gl.ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and the like: wait for fds to come back.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			e.log.Warn("accept failed", zap.String("listen", gl.addr), zapErr(err))
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if e.draining.Load() {
+			_ = c.Close()
+			continue
+		}
+		g.enrolling.Add(1)
+		ctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), gl), c)
+		res, err := g.eng.Register(ctx)
+		if err != nil { // the engine is stopping
+			g.enrolling.Add(-1)
+			_ = c.Close()
+			continue
+		}
+		g.results <- res
+	}
+}
+
+// stopGnetListener closes addr's listening socket and waits for its accept
+// loop. Connections it accepted stay with the event loops: heads finish
+// (or time out) and tunnels run on.
+func (e *Engine) stopGnetListener(addr string) {
 	e.gnets.mu.Lock()
 	gl := e.gnets.all[addr]
 	delete(e.gnets.all, addr)
 	e.gnets.mu.Unlock()
-	if gl == nil {
+	if gl != nil {
+		gl.close()
+	}
+}
+
+func (gl *gnetListener) close() {
+	gl.closed.Store(true)
+	_ = gl.ln.Close()
+	if gl.serving() {
+		<-gl.done
+	}
+}
+
+// closeGnetListeners stops accepting on every plaintext address.
+func (e *Engine) closeGnetListeners() {
+	e.gnets.mu.Lock()
+	all := e.gnets.all
+	e.gnets.all = nil
+	e.gnets.mu.Unlock()
+	for _, gl := range all {
+		gl.close()
+	}
+}
+
+// stopGnet closes the plaintext listeners, then stops the event loops,
+// which close the connections still in their head.
+func (e *Engine) stopGnet(ctx context.Context) error {
+	e.closeGnetListeners()
+	g := &e.gnets
+	if !g.up {
 		return nil
 	}
-	gl.stopping.Store(true)
-	err := gl.eng.Stop(ctx)
+	g.up = false
+	g.stopping.Store(true)
+	err := g.eng.Stop(ctx)
 	select {
-	case <-gl.ended:
+	case <-g.ended:
 	case <-ctx.Done():
 		if err == nil {
 			err = ctx.Err()
 		}
 	}
+	// No accept loop sends any more: the reaper may finish.
+	close(g.results)
 	return err
 }
 
-// gnetConnections is, per plaintext listen address, the connections its
-// event loops hold.
+// gnetConnections is, per plaintext listen address, the connections the
+// event loops hold for it.
 func (e *Engine) gnetConnections() map[string]int {
 	e.gnets.mu.Lock()
 	defer e.gnets.mu.Unlock()
 	out := make(map[string]int, len(e.gnets.all))
 	for addr, gl := range e.gnets.all {
-		out[addr] = gl.eng.CountConnections()
+		out[addr] = int(gl.conns.Load())
 	}
 	return out
-}
-
-// stopAllGnet stops every plaintext listener.
-func (e *Engine) stopAllGnet(ctx context.Context) error {
-	e.gnets.mu.Lock()
-	addrs := make([]string, 0, len(e.gnets.all))
-	for a := range e.gnets.all {
-		addrs = append(addrs, a)
-	}
-	e.gnets.mu.Unlock()
-	var errs []error
-	for _, a := range addrs {
-		if err := e.stopGnet(ctx, a); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // applyListeners makes the bound listeners those of r: new addresses are
@@ -156,8 +293,6 @@ func (e *Engine) applyListeners(old, r *router) error {
 		return m
 	}
 	before, after := kind(old), kind(r)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	var errs []error
 	for addr, wasTLS := range before {
 		isTLS, kept := after[addr]
@@ -166,8 +301,8 @@ func (e *Engine) applyListeners(old, r *router) error {
 		}
 		if wasTLS {
 			e.goFront.unbind(addr)
-		} else if err := e.stopGnet(ctx, addr); err != nil {
-			errs = append(errs, err)
+		} else {
+			e.stopGnetListener(addr)
 		}
 		e.log.Info("listener closed", zap.String("listen", addr))
 	}
@@ -179,7 +314,7 @@ func (e *Engine) applyListeners(old, r *router) error {
 		if isTLS {
 			err = e.goFront.bindServe(addr)
 		} else {
-			err = e.startGnet(addr)
+			err = e.startGnetListener(addr)
 		}
 		if err != nil {
 			errs = append(errs, err)

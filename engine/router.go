@@ -262,28 +262,6 @@ func (r *router) listenerAt(addr string) *listener {
 	return nil
 }
 
-// listenerFor finds the listener an accepted connection arrived on, from
-// the connection's local address: an exact match first, then a wildcard
-// listener on the same port.
-func (r *router) listenerFor(local netip.AddrPort) *listener {
-	var wild *listener
-	for _, ln := range r.listeners {
-		if ln.ap.Port() != local.Port() {
-			continue
-		}
-		if ln.ap.Addr() == local.Addr() || ln.ap.Addr().Unmap() == local.Addr().Unmap() {
-			return ln
-		}
-		if ln.ap.Addr().IsUnspecified() {
-			wild = ln
-		}
-	}
-	if wild == nil && len(r.listeners) == 1 {
-		wild = r.listeners[0]
-	}
-	return wild
-}
-
 // serverFor picks the server block for a Host header value: an exact name,
 // then the longest matching wildcard, then the listener's default server
 // (nginx's server name rules without regular expressions).

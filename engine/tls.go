@@ -271,11 +271,9 @@ func (g *goFront) accept(b *boundListener) {
 	var backoff time.Duration
 	for {
 		// Backpressure: at the cap, the next connections wait in the
-		// kernel's backlog until one ends, as in nginx and HAProxy. (gnet
-		// listeners cannot pause; theirs are accepted and closed, see Run.)
-		for g.e.overCapacity() && !g.stopping() {
-			time.Sleep(backlogPoll)
-		}
+		// kernel's backlog until one ends, as in nginx and HAProxy (the
+		// plaintext accept loops do the same, listeners.go).
+		g.e.waitForCapacity(b.addr, g.e.overCapacity, g.stopping)
 		c, err := b.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -287,8 +285,8 @@ func (g *goFront) accept(b *boundListener) {
 			continue
 		}
 		backoff = 0
-		if g.e.overCapacity() { // max_connections, as gnet's OnOpen does
-			_ = g.e.shed()
+		if g.e.overCapacity() { // the cap was reached by another listener meanwhile
+			g.e.shed()
 			_ = c.Close()
 			continue
 		}
@@ -438,7 +436,7 @@ func (f *front) handOffGo(c gnet.Conn, cc *clientConn, srv *server, loc *locatio
 
 var errStopping = errors.New("the proxy is shutting down")
 
-// backlogPoll is how often a TLS listener held at max_connections looks
+// backlogPoll is how often an accept loop held at max_connections looks
 // at the connection count again.
 const backlogPoll = 10 * time.Millisecond
 

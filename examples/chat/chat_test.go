@@ -60,6 +60,7 @@ var processWide = []string{
 	"github.com/valyala/fasthttp.updateServerDate",     // the Date header clock (sluice's plain-HTTP front)
 	"github.com/valyala/fasthttp/stackless.funcWorker", // fasthttp's compression workers
 	"github.com/panjf2000/ants/v2.(*poolCommon)",       // gnet's default worker pool
+	"github.com/panjf2000/ants/v2.(*goWorker).run",     // its idle workers (they expire after 10 s); sluice's accept loops register connections through it
 }
 
 // liveGoroutines returns the stacks of all goroutines but processWide ones.
