@@ -39,14 +39,12 @@ type Config struct {
 
 	// MaxConnections caps the client connections the process holds at
 	// once: heads being read plus live tunnels (each tunnel holds two file
-	// descriptors). At the cap, TLS listeners stop accepting (new
-	// connections wait in the kernel's backlog, as with nginx and HAProxy);
-	// plaintext listeners, whose event loops cannot pause, accept a new
-	// connection and close it at once (it uses an fd for an instant). Either
-	// way accept() never meets EMFILE and the proxy keeps serving what it
-	// holds instead of stopping. 0, the
-	// default, derives it from the soft RLIMIT_NOFILE: (limit - max(limit/10,
-	// 100)) / 2. A value above that derived budget is lowered to it at start.
+	// descriptors). At the cap, every listener stops accepting: new
+	// connections wait in the kernel's backlog (as with nginx and HAProxy)
+	// and are taken as held ones end, so accept() never meets EMFILE and
+	// the proxy keeps serving what it holds. 0, the default, derives it
+	// from the soft RLIMIT_NOFILE: (limit - max(limit/10, 100)) / 2. A
+	// value above that derived budget is lowered to it at start.
 	// nginx: worker_connections (which counts upstream connections too)
 	MaxConnections int `toml:"max_connections"`
 

@@ -135,7 +135,11 @@ func (e *Engine) reapRegistrations() {
 // without SO_REUSEPORT, so a second sluice on the same port fails with
 // "address already in use" instead of silently sharing it.
 func (e *Engine) bindGnet(addr string) error {
-	l, err := net.Listen("tcp", addr)
+	// No TCP keepalive on accepted sockets (Go's default turns it on, three
+	// setsockopt calls per connection): gnet's own acceptor, used before,
+	// set none, and WebSocket peers have ping frames.
+	lc := net.ListenConfig{KeepAlive: -1}
+	l, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
