@@ -85,8 +85,13 @@ func newPlainServer(e *Engine, ln *listener, tls bool) *plainServer {
 		// in handshake.ParseRequest.
 		ReadBufferSize:  max(ln.maxHead, 4096),
 		WriteBufferSize: 16 << 10,
-		ReadTimeout:     ln.headerTimeout,
-		IdleTimeout:     keepaliveTimeout,
+		// No ReadTimeout or IdleTimeout: fasthttp would re-arm the read
+		// deadline twice per request (the idle wait, then the head), which
+		// cost more than the rest of a small request's bookkeeping.
+		// httpConn keeps both, told by ConnState which one applies.
+		ConnState: plainConnState,
+		// ctx.Time() reads the clock when asked, not on every request.
+		LazyRequestTime: true,
 		// Bodies stream: a 1 GiB upload passes through a bounded buffer.
 		StreamRequestBody: true,
 		// Names and paths exactly as sent: handshake judges them, and the
@@ -113,18 +118,34 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 }
 
 // httpConn is a client connection handed to fasthttp. It serves the bytes
-// the front already read first, and bounds each read of a request body and
-// each write with nginx's per-operation timeouts (fasthttp's own would
-// bound a whole body, cutting off a long upload or download).
+// the front already read first, and keeps the read deadline itself:
+// client_header_timeout from the first read of a head that did not arrive
+// whole, keepalive_timeout for the wait between requests, and nginx's
+// per-operation timeouts while a request body streams and on each write
+// (fasthttp's own would bound a whole body, cutting off a long upload or
+// download).
 type httpConn struct {
 	net.Conn
-	rd, wd   idleDeadline
-	rest     []byte
-	remote   netip.AddrPort // the client (after a trusted PROXY header)
-	inBody   bool           // a handler is streaming the request body
-	hijacked bool           // a tunnel took the connection over
-	fin      func()         // releases the connection (goFront accounting)
+	rd, wd      idleDeadline
+	rdKind      readKind      // what the armed read deadline bounds
+	idle        bool          // between requests (fasthttp's StateIdle)
+	headTimeout time.Duration // client_header_timeout
+	rest        []byte
+	remote      netip.AddrPort // the client (after a trusted PROXY header)
+	inBody      bool           // a handler is streaming the request body
+	hijacked    bool           // a tunnel took the connection over
+	fin         func()         // releases the connection (goFront accounting)
 }
+
+// readKind is which timeout an httpConn's read deadline was armed for.
+type readKind uint8
+
+const (
+	readNone readKind = iota
+	readIdle          // keepaliveTimeout after the last read, pushed on each
+	readHead          // headTimeout from the head's first read, never pushed
+	readBody          // bodyReadTimeout after the last read, pushed on each
+)
 
 func (c *httpConn) Read(b []byte) (int, error) {
 	if len(c.rest) > 0 {
@@ -135,10 +156,30 @@ func (c *httpConn) Read(b []byte) (int, error) {
 		}
 		return n, nil
 	}
-	if c.inBody {
-		c.rd.push(c.Conn.SetReadDeadline, bodyReadTimeout)
+	switch {
+	case c.hijacked: // the tunnel's deadlines (drainBuffered's included)
+	case c.inBody:
+		c.armRead(readBody, bodyReadTimeout)
+	case c.idle:
+		c.armRead(readIdle, keepaliveTimeout)
+	case c.rdKind != readHead:
+		// A head (or what a handler left of a body) that needs another
+		// read: it has client_header_timeout from here, as fasthttp's
+		// ReadTimeout had from the first byte, a read earlier.
+		c.rdKind = readHead
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.headTimeout))
 	}
 	return c.Conn.Read(b)
+}
+
+// armRead pushes the read deadline of a pushed kind, at once when the
+// armed deadline was of another kind.
+func (c *httpConn) armRead(k readKind, timeout time.Duration) {
+	if c.rdKind != k {
+		c.rdKind = k
+		c.rd.reset()
+	}
+	c.rd.push(c.Conn.SetReadDeadline, timeout)
 }
 
 func (c *httpConn) Write(b []byte) (int, error) {
@@ -146,25 +187,47 @@ func (c *httpConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
+// plainConnState tells an httpConn when fasthttp waits for the next
+// request (StateIdle) and when its first byte came (StateActive).
+func plainConnState(nc net.Conn, st fasthttp.ConnState) {
+	c, ok := nc.(*httpConn)
+	if !ok {
+		return
+	}
+	switch st {
+	case fasthttp.StateIdle:
+		c.idle = true
+	case fasthttp.StateActive:
+		c.idle = false
+	}
+}
+
 // idleDeadline keeps a connection's deadline at "timeout after the last
 // operation" without re-arming the runtime's timer on every read or write,
 // which cost more than the rest of a small request's bookkeeping: the
 // deadline is pushed only once the previous push is slack old, so it
 // fires between timeout-slack and timeout after the last operation.
-type idleDeadline struct{ next int64 } // unix ns after which to push again
+type idleDeadline struct{ next int64 } // monoNow after which to push again
 
 func (d *idleDeadline) push(set func(time.Time) error, timeout time.Duration) {
-	now := time.Now()
-	if now.UnixNano() < d.next {
+	mono := monoNow()
+	if mono < d.next {
 		return
 	}
-	_ = set(now.Add(timeout))
-	d.next = now.UnixNano() + int64(min(timeout/8, time.Second))
+	_ = set(time.Now().Add(timeout))
+	d.next = mono + int64(min(timeout/8, time.Second))
 }
 
-// reset forgets the last push: the next operation arms the deadline, as
-// after fasthttp set one of its own.
+// reset forgets the last push: the next operation arms the deadline.
 func (d *idleDeadline) reset() { d.next = 0 }
+
+// monoBase anchors monoNow.
+var monoBase = time.Now()
+
+// monoNow is nanoseconds on the monotonic clock since monoBase (always
+// positive): one clock read, where time.Now takes two (wall and
+// monotonic).
+func monoNow() int64 { return int64(time.Since(monoBase)) + 1 }
 
 // servePlain serves conn with fasthttp on the calling goroutine until the
 // client leaves, then calls fin; unless an upgrade hijacked the
@@ -190,7 +253,7 @@ func (f *front) handOffPlain(c gnet.Conn, cc *clientConn, buf []byte) gnet.Actio
 		_ = conn.Close()
 		return f.refuse(c, cc, nil, nil, 503, errStopping)
 	}
-	hc := &httpConn{Conn: conn, rest: append([]byte(nil), buf...), remote: cc.remote}
+	hc := &httpConn{Conn: conn, rest: append([]byte(nil), buf...), remote: cc.remote, headTimeout: cc.ln.headerTimeout}
 	hc.fin = func() {
 		g.untrack(conn)
 		g.live.Add(-1)

@@ -147,7 +147,6 @@ func (p *plainServer) proxy(ctx *fasthttp.RequestCtx, hc *httpConn, cc *clientCo
 	}
 	if req.ContentLength > 0 || req.Chunked {
 		hc.inBody = true
-		hc.rd.reset() // fasthttp's head deadline is on the conn: replace it
 		defer func() { hc.inBody = false }()
 	}
 
