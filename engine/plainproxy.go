@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"time"
 
 	"go.uber.org/zap"
@@ -84,14 +85,25 @@ type idleConn struct {
 	net.Conn
 	read, send time.Duration
 	rd, wd     idleDeadline
+	wrote      bool // a request went out since the last read
 }
 
 func (c *idleConn) Read(b []byte) (int, error) {
+	if c.wrote {
+		// The first read of an answer right after its request almost
+		// never finds it yet: the read fails (EAGAIN) and the goroutine
+		// parks until the poller wakes it. Letting the other runnable
+		// goroutines go first usually gives the backend the time to
+		// answer, which saves that read and the park.
+		c.wrote = false
+		runtime.Gosched()
+	}
 	c.rd.push(c.Conn.SetReadDeadline, c.read)
 	return c.Conn.Read(b)
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
+	c.wrote = true
 	c.wd.push(c.Conn.SetWriteDeadline, c.send)
 	return c.Conn.Write(b)
 }
