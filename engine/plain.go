@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/sluice-proxy/sluice/configs"
 	"github.com/sluice-proxy/sluice/handshake"
 	"github.com/sluice-proxy/sluice/splice"
+	"github.com/sluice-proxy/sluice/upstream"
 )
 
 // Plain HTTP: every connection whose first request is not a WebSocket
@@ -67,6 +69,7 @@ type plainScratch struct {
 	req  handshake.Request
 	path [256]byte
 	xff  []byte
+	sel  upstream.Selection
 }
 
 type clientKey struct {
@@ -134,6 +137,7 @@ type httpConn struct {
 	remote      netip.AddrPort // the client (after a trusted PROXY header)
 	inBody      bool           // a handler is streaming the request body
 	hijacked    bool           // a tunnel took the connection over
+	answered    bool           // written to since the last read
 	fin         func()         // releases the connection (goFront accounting)
 }
 
@@ -155,6 +159,13 @@ func (c *httpConn) Read(b []byte) (int, error) {
 			c.rest = nil
 		}
 		return n, nil
+	}
+	if c.answered && c.idle {
+		// As in idleConn.Read: right after an answer the client's next
+		// request is rarely there yet, and a read that finds nothing costs
+		// a syscall (EAGAIN) and a park; the other connections go first.
+		c.answered = false
+		runtime.Gosched()
 	}
 	switch {
 	case c.hijacked: // the tunnel's deadlines (drainBuffered's included)
@@ -183,6 +194,7 @@ func (c *httpConn) armRead(k readKind, timeout time.Duration) {
 }
 
 func (c *httpConn) Write(b []byte) (int, error) {
+	c.answered = true
 	c.wd.push(c.Conn.SetWriteDeadline, plainSendTimeout)
 	return c.Conn.Write(b)
 }

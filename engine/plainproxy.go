@@ -163,7 +163,7 @@ func (p *plainServer) proxy(ctx *fasthttp.RequestCtx, hc *httpConn, cc *clientCo
 	}
 
 	var (
-		sel  = new(upstream.Selection)
+		sel  = &sc.sel
 		last error
 		name = "-"
 	)
