@@ -373,6 +373,70 @@ func TestPlainTimeoutsAndFailures(t *testing.T) {
 	}
 }
 
+// TestPlainClientTimeouts: on a keep-alive connection the wait for the
+// next request is bounded by the keep-alive timeout, not by
+// client_header_timeout; a head that has begun gets client_header_timeout
+// from its first byte, and a client that trickles it byte by byte does not
+// push that deadline. Nothing of a late head reaches the backend.
+func TestPlainClientTimeouts(t *testing.T) {
+	be := startHTTPBackend(t)
+	p := startProxy(t, strings.Replace(plainConfig(be.addr, ""), `client_header_timeout = "2s"`, `client_header_timeout = "1s"`, 1))
+	const ok = "GET /api/ok HTTP/1.1\r\nHost: x\r\n\r\n"
+
+	t.Run("idle longer than the header timeout", func(t *testing.T) {
+		c, r := dialProxy(t, p.addr)
+		if resp, _ := exchange(t, c, r, ok); resp.StatusCode != 200 {
+			t.Fatalf("first request: %d", resp.StatusCode)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if resp, _ := exchange(t, c, r, ok); resp.StatusCode != 200 {
+			t.Fatalf("after 1.5 s idle: %d", resp.StatusCode)
+		}
+	})
+	for _, tc := range []struct {
+		name    string
+		trickle bool
+	}{{"stalled head", false}, {"trickled head", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, r := dialProxy(t, p.addr)
+			if resp, _ := exchange(t, c, r, ok); resp.StatusCode != 200 {
+				t.Fatalf("first request: %d", resp.StatusCode)
+			}
+			before := be.count.Load()
+			start := time.Now()
+			head := "GET /api/late HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 40)
+			if !tc.trickle {
+				head = head[:20]
+			}
+			sent := make(chan struct{})
+			go func() { // one byte per 100 ms: 5 s for the whole head
+				defer close(sent)
+				for i := 0; i < len(head); i++ {
+					if _, err := c.Write([]byte{head[i]}); err != nil {
+						return
+					}
+					if tc.trickle {
+						time.Sleep(100 * time.Millisecond)
+					}
+				}
+			}()
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			answer, _ := io.ReadAll(r)
+			took := time.Since(start)
+			<-sent
+			if statusOf(string(answer)) != 408 {
+				t.Errorf("answer to a late head: %q, want 408", answer)
+			}
+			if took < 900*time.Millisecond || took > 3*time.Second {
+				t.Errorf("late head cut after %v, want about client_header_timeout (1s)", took)
+			}
+			if n := be.count.Load(); n != before {
+				t.Errorf("the backend saw %d requests of a late head", n-before)
+			}
+		})
+	}
+}
+
 // TestPlainBodiesStream: a large upload and a large download pass through
 // sluice without sitting in its memory: the heap of this process (sluice,
 // backend and client together) stays far below the body size.
