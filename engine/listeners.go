@@ -60,13 +60,18 @@ type gnetListeners struct {
 	// (or failed), so that the capacity check sees them.
 	enrolling atomic.Int64
 	// results carries each Register's outcome to the reaper goroutine,
-	// which settles enrolling. Its capacity bounds registrations in flight.
+	// which settles enrolling. Its capacity bounds registrations in flight:
+	// an accept loop waits to send when it is full.
 	results chan (<-chan gnet.RegisteredResult)
 }
 
-// maxEnrolling bounds registrations in flight; an accept loop waits when
-// it is reached, as it does at max_connections.
-const maxEnrolling = 1024
+// maxEnrolling bounds registrations in flight. Each one holds a goroutine
+// of gnet's worker pool (and its stack) until the loop has opened the
+// connection, and idle workers live on for 10 s: a burst of accepts with
+// no bound would leave hundreds of them behind. A loop opens one in a few
+// µs, so 64 in flight allow far more accepts per second than a core can
+// serve handshakes.
+const maxEnrolling = 64
 
 // startGnet starts the event loops that serve every plaintext address.
 // It returns once they run. If they stop on their own later, e.done hears.
@@ -185,9 +190,7 @@ func (e *Engine) acceptGnet(gl *gnetListener) {
 	for {
 		// Backpressure: at the cap, new connections wait in the kernel's
 		// backlog until one ends.
-		e.waitForCapacity(gl.addr, func() bool {
-			return e.overCapacity() || g.enrolling.Load() >= maxEnrolling
-		}, gl.closed.Load)
+		e.waitForCapacity(gl.addr, e.overCapacity, gl.closed.Load)
 		c, err := gl.ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
