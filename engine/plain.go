@@ -70,6 +70,7 @@ type plainScratch struct {
 	path [256]byte
 	xff  []byte
 	sel  upstream.Selection
+	body [smallBody + 1]byte // a small answer body (readSmallBody)
 }
 
 type clientKey struct {

@@ -30,6 +30,7 @@ type httpBackend struct {
 	mu    sync.Mutex
 	seen  []*http.Request // clones, bodies drained
 	count atomic.Int64
+	conns atomic.Int64 // connections accepted
 }
 
 func startHTTPBackend(t testing.TB) *httpBackend {
@@ -65,6 +66,16 @@ func startHTTPBackend(t testing.TB) *httpBackend {
 		switch {
 		case r.URL.Path == "/api/slow":
 			time.Sleep(2 * time.Second)
+		case r.URL.Path == "/api/cut":
+			// Promises 100 bytes, sends 10, hangs up.
+			c, bw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+			_ = bw.Flush()
+			_ = c.Close()
+			return
 		case r.URL.Path == "/api/hop":
 			w.Header().Set("Keep-Alive", "timeout=5")
 			w.Header().Set("Upgrade", "h2c")
@@ -84,6 +95,11 @@ func startHTTPBackend(t testing.TB) *httpBackend {
 		}
 		fmt.Fprintf(w, "%s %s body=%d\n", r.Method, r.URL.RequestURI(), n)
 	})}
+	b.srv.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			b.conns.Add(1)
+		}
+	}
 	go func() { _ = b.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = b.srv.Close() })
 	return b
@@ -512,6 +528,49 @@ func TestPlainBodiesStream(t *testing.T) {
 		t.Fatalf("heap in use peaked at %d MiB during a %d MiB download (base %d MiB)", peak.Load()>>20, size>>20, base>>20)
 	}
 	t.Logf("%d MiB each way; heap in use peaked %d MiB above its base", size>>20, (peak.Load()-base)>>20)
+}
+
+// TestPlainSmallBodies: a small answer body (read whole before the answer
+// goes out) arrives intact, including an empty one and one of exactly the
+// bound; the backend connection goes back to its pool after each; and a
+// small body the backend breaks off never reaches the client as a whole
+// answer.
+func TestPlainSmallBodies(t *testing.T) {
+	be := startHTTPBackend(t)
+	p := startProxy(t, plainConfig(be.addr, ""))
+	c, r := dialProxy(t, p.addr)
+	for i, n := range []int{0, 1, 100, smallBody, smallBody + 1, 3 * smallBody} {
+		resp, body := exchange(t, c, r, "GET /api/download?n="+strconv.Itoa(n)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp.StatusCode != 200 || len(body) != n || resp.ContentLength != int64(n) {
+			t.Fatalf("download of %d: %d, %d bytes, Content-Length %d", n, resp.StatusCode, len(body), resp.ContentLength)
+		}
+		if want := strings.Repeat("0123456789abcdef", 4096)[:n]; body != want {
+			t.Fatalf("download of %d: body differs", n)
+		}
+		resp, body = exchange(t, c, r, "GET /api/small"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp.StatusCode != 200 || body != "GET /api/small"+strconv.Itoa(i)+" body=0\n" {
+			t.Fatalf("small answer: %d %q", resp.StatusCode, body)
+		}
+	}
+	if n := be.conns.Load(); n != 1 {
+		t.Fatalf("%d backend connections for sequential requests, want 1 (kept alive)", n)
+	}
+
+	c2, r2 := dialProxy(t, p.addr)
+	_ = c2.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c2.Write([]byte("GET /api/cut HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(r2, nil); err == nil {
+		if body, err := io.ReadAll(resp.Body); err == nil {
+			t.Fatalf("a body cut off at 10 of 100 bytes reached the client whole: %d %q", resp.StatusCode, body)
+		}
+	}
+	// The pool lost the broken connection and nothing else.
+	c3, r3 := dialProxy(t, p.addr)
+	if resp, body := exchange(t, c3, r3, "GET /api/after HTTP/1.1\r\nHost: x\r\n\r\n"); resp.StatusCode != 200 || body != "GET /api/after body=0\n" {
+		t.Fatalf("after a cut body: %d %q", resp.StatusCode, body)
+	}
 }
 
 // TestPlainAdmission: allow/deny and limit_req apply to plain requests,

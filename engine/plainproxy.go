@@ -3,6 +3,7 @@ package engine
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"runtime"
@@ -183,6 +184,7 @@ func (p *plainServer) proxy(ctx *fasthttp.RequestCtx, hc *httpConn, cc *clientCo
 		if err == nil {
 			s.Answered()
 			stripResponseHopByHop(&ctx.Response.Header)
+			readSmallBody(&ctx.Response, sc)
 			break
 		}
 		s.Failed()
@@ -225,6 +227,63 @@ func (p *plainServer) noServer(ctx *fasthttp.RequestCtx, loc *location, sel *ups
 	default:
 		httpError(ctx, 502, errPlainFailed)
 	}
+}
+
+// smallBody is the largest answer body that is read whole before the
+// answer goes out: it has nearly always arrived with the head, and
+// fasthttp's streaming of a body (the backend connection held by the
+// stream, copied through, released when the stream closes) costs a small
+// request more than all the rest of its answer. Larger bodies, and bodies
+// of unknown length, stream.
+const smallBody = 8 << 10
+
+// readSmallBody reads a streamed answer body of at most smallBody bytes
+// into the answer itself, which gives the backend connection back to its
+// pool at once. A body the backend breaks off goes out as it would have
+// streamed: the head, what came of the body, then the connection closes.
+func readSmallBody(resp *fasthttp.Response, sc *plainScratch) {
+	bs := resp.BodyStream()
+	cl := resp.Header.ContentLength()
+	if bs == nil || cl < 0 || cl > smallBody {
+		return
+	}
+	b := sc.body[:cl+1]
+	n := 0
+	for {
+		// Reading to io.EOF (one read past the body, answered without
+		// touching the connection) lets the stream's close keep the
+		// connection for the next request.
+		m, err := bs.Read(b[n:])
+		n += m
+		if err == io.EOF && n == cl {
+			resp.SetBody(b[:n]) // closes the stream: the connection goes back
+			return
+		}
+		if err == nil && n <= cl {
+			continue
+		}
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		resp.SetBodyStream(&brokenBody{b: append([]byte(nil), b[:n]...), err: err}, cl)
+		return
+	}
+}
+
+// brokenBody is what arrived of a small body before its backend failed,
+// then the failure.
+type brokenBody struct {
+	b   []byte
+	err error
+}
+
+func (r *brokenBody) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
 }
 
 func isPlainTimeout(err error) bool {
