@@ -174,6 +174,10 @@ func (a accessLog) refusedBy(cc *clientConn, srv *server, req *handshake.Request
 // request writes the line of one plain HTTP request. Sizes are the
 // declared ones (Content-Length; 0 for a chunked body), known when the
 // handler returns, before a streamed body has been written.
+// on says whether request lines are logged at all: when not, a plain
+// request reads no clock for its duration.
+func (a accessLog) on() bool { return a.l.Core().Enabled(zap.InfoLevel) }
+
 func (a accessLog) request(cc *clientConn, srv *server, req *handshake.Request, upstreamName string, status int, d time.Duration, in, out int) {
 	ce := a.l.Check(zap.InfoLevel, "request")
 	if ce == nil {

@@ -288,10 +288,17 @@ func (p *plainServer) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose()
 		return
 	}
-	start := time.Now()
 	sc := p.scratch()
 	defer p.heads.Put(sc)
-	cc := &clientConn{ln: p.ln, opened: start.UnixNano(), remote: hc.remote}
+	cc := &clientConn{ln: p.ln, remote: hc.remote}
+	// The clock is read only for the access log (a refusal's line and a
+	// request's duration) and for a tunnel's start.
+	logged := p.e.access.on()
+	var start time.Time
+	if logged {
+		start = time.Now()
+		cc.opened = start.UnixNano()
+	}
 
 	// The head as sent: fasthttp keeps the raw header block (names not
 	// normalised, final CRLF included) but not the request line.
@@ -328,6 +335,9 @@ func (p *plainServer) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if uerr == nil && !loc.isStatic() {
+		if !logged {
+			cc.opened = time.Now().UnixNano()
+		}
 		p.upgrade(ctx, hc, cc, srv, loc, req)
 		return
 	}
@@ -346,8 +356,10 @@ func (p *plainServer) handle(ctx *fasthttp.RequestCtx) {
 		upstreamName = p.proxy(ctx, hc, cc, loc, req, sc)
 	}
 	loc.m.requests[statusIndex(ctx.Response.StatusCode())].Add(1)
-	p.e.access.request(cc, srv, req, upstreamName, ctx.Response.StatusCode(), time.Since(start),
-		max(ctx.Request.Header.ContentLength(), 0), max(ctx.Response.Header.ContentLength(), 0))
+	if logged {
+		p.e.access.request(cc, srv, req, upstreamName, ctx.Response.StatusCode(), time.Since(start),
+			max(ctx.Request.Header.ContentLength(), 0), max(ctx.Response.Header.ContentLength(), 0))
+	}
 }
 
 var errNoRoot = errors.New("the location's root directory is missing")
