@@ -130,6 +130,7 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 // download).
 type httpConn struct {
 	net.Conn
+	raw         *rawIO // nil: Conn's own Read and Write (TLS)
 	rd, wd      idleDeadline
 	rdKind      readKind      // what the armed read deadline bounds
 	idle        bool          // between requests (fasthttp's StateIdle)
@@ -181,6 +182,9 @@ func (c *httpConn) Read(b []byte) (int, error) {
 		c.rdKind = readHead
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.headTimeout))
 	}
+	if c.raw != nil {
+		return c.raw.Read(b)
+	}
 	return c.Conn.Read(b)
 }
 
@@ -197,6 +201,9 @@ func (c *httpConn) armRead(k readKind, timeout time.Duration) {
 func (c *httpConn) Write(b []byte) (int, error) {
 	c.answered = true
 	c.wd.push(c.Conn.SetWriteDeadline, plainSendTimeout)
+	if c.raw != nil {
+		return c.raw.Write(b)
+	}
 	return c.Conn.Write(b)
 }
 
@@ -266,7 +273,7 @@ func (f *front) handOffPlain(c gnet.Conn, cc *clientConn, buf []byte) gnet.Actio
 		_ = conn.Close()
 		return f.refuse(c, cc, nil, nil, 503, errStopping)
 	}
-	hc := &httpConn{Conn: conn, rest: append([]byte(nil), buf...), remote: cc.remote, headTimeout: cc.ln.headerTimeout}
+	hc := &httpConn{Conn: conn, raw: newRawIO(conn), rest: append([]byte(nil), buf...), remote: cc.remote, headTimeout: cc.ln.headerTimeout}
 	hc.fin = func() {
 		g.untrack(conn)
 		g.live.Add(-1)

@@ -53,7 +53,7 @@ func (p *plainServer) hostClient(loc *location, addr netip.AddrPort) *fasthttp.H
 			if err != nil {
 				return nil, &dialError{err}
 			}
-			return &idleConn{Conn: conn, read: readTimeout, send: sendTimeout}, nil
+			return &idleConn{Conn: conn, raw: newRawIO(conn), read: readTimeout, send: sendTimeout}, nil
 		},
 		// Enough that a busy backend never meets fasthttp's own
 		// ErrNoFreeConns; max_conns is the operator's cap, applied by the
@@ -84,6 +84,7 @@ func (p *plainServer) hostClient(loc *location, addr netip.AddrPort) *fasthttp.H
 // proxy_read_timeout and proxy_send_timeout.
 type idleConn struct {
 	net.Conn
+	raw        *rawIO // nil: conn's own Read and Write
 	read, send time.Duration
 	rd, wd     idleDeadline
 	wrote      bool // a request went out since the last read
@@ -100,12 +101,18 @@ func (c *idleConn) Read(b []byte) (int, error) {
 		runtime.Gosched()
 	}
 	c.rd.push(c.Conn.SetReadDeadline, c.read)
+	if c.raw != nil {
+		return c.raw.Read(b)
+	}
 	return c.Conn.Read(b)
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
 	c.wrote = true
 	c.wd.push(c.Conn.SetWriteDeadline, c.send)
+	if c.raw != nil {
+		return c.raw.Write(b)
+	}
 	return c.Conn.Write(b)
 }
 
