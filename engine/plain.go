@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -139,7 +138,6 @@ type httpConn struct {
 	remote      netip.AddrPort // the client (after a trusted PROXY header)
 	inBody      bool           // a handler is streaming the request body
 	hijacked    bool           // a tunnel took the connection over
-	answered    bool           // written to since the last read
 	fin         func()         // releases the connection (goFront accounting)
 }
 
@@ -161,13 +159,6 @@ func (c *httpConn) Read(b []byte) (int, error) {
 			c.rest = nil
 		}
 		return n, nil
-	}
-	if c.answered && c.idle {
-		// As in idleConn.Read: right after an answer the client's next
-		// request is rarely there yet, and a read that finds nothing costs
-		// a syscall (EAGAIN) and a park; the other connections go first.
-		c.answered = false
-		runtime.Gosched()
 	}
 	switch {
 	case c.hijacked: // the tunnel's deadlines (drainBuffered's included)
@@ -199,7 +190,6 @@ func (c *httpConn) armRead(k readKind, timeout time.Duration) {
 }
 
 func (c *httpConn) Write(b []byte) (int, error) {
-	c.answered = true
 	c.wd.push(c.Conn.SetWriteDeadline, plainSendTimeout)
 	if c.raw != nil {
 		return c.raw.Write(b)
