@@ -16,8 +16,9 @@ import (
 )
 
 // Plaintext listeners. sluice accepts on its own sockets and gives each new
-// connection to gnet's event loops with Engine.Register; gnet itself binds
-// nothing. Two things need that (both verified against gnet v2.10.0):
+// connection to gnet's event loops with Engine.Register; gnet binds no
+// address clients use. Two things need that (both verified against gnet
+// v2.10.0):
 //
 //   - Backpressure. gnet's acceptor cannot pause: it accepts whatever the
 //     backlog holds. Past max_connections an accept loop of sluice's simply
@@ -30,10 +31,10 @@ import (
 //     loop logs and backs off instead.
 //
 // Register costs, per connection, a dup of the accepted fd, the close of
-// the original and a wake of the chosen event loop
-// (BenchmarkHandshakeAccept measures it). One gnet engine serves every
-// address, so a reload adds or removes an address by opening or closing a
-// socket, with no engine to start or stop.
+// the original and a wake of the chosen event loop (docs/BENCHMARKS.md,
+// "Accepting on sluice's own sockets", has the count). One gnet engine
+// serves every address, so a reload adds or removes an address by opening
+// or closing a socket, with no engine to start or stop.
 
 // gnetListener is one plaintext listening socket and its accept loop.
 type gnetListener struct {
