@@ -79,6 +79,8 @@ func startHTTPBackend(t testing.TB) *httpBackend {
 		case r.URL.Path == "/api/hop":
 			w.Header().Set("Keep-Alive", "timeout=5")
 			w.Header().Set("Upgrade", "h2c")
+			w.Header().Set("Connection", "X-Hop-Only")
+			w.Header().Set("X-Hop-Only", "for sluice")
 			w.Header().Set("X-End", "kept")
 		case r.URL.Path == "/api/download":
 			size, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
@@ -196,10 +198,15 @@ func TestPlainForwarding(t *testing.T) {
 	if got.Host != "site.test" {
 		t.Errorf("backend got Host %q", got.Host)
 	}
-	for _, h := range []string{"Keep-Alive", "Upgrade"} {
+	// Keep-Alive and Upgrade are hop-by-hop by name, X-Hop-Only because the
+	// backend's Connection header names it.
+	for _, h := range []string{"Keep-Alive", "Upgrade", "X-Hop-Only"} {
 		if v := resp.Header.Get(h); v != "" {
 			t.Errorf("client got %s: %q from the backend", h, v)
 		}
+	}
+	if v := resp.Header.Get("Connection"); strings.Contains(strings.ToLower(v), "x-hop-only") {
+		t.Errorf("client got the backend's Connection: %q", v)
 	}
 	if resp.Header.Get("X-End") != "kept" {
 		t.Errorf("end-to-end response header lost: %v", resp.Header)
@@ -736,5 +743,24 @@ listen = ["{{listen}}"]
 	plain, _ := io.ReadAll(zr)
 	if string(plain) != strings.Repeat("console.log('sluice');\n", 40) {
 		t.Fatal("gzip body does not decode to the file")
+	}
+}
+
+func TestListsName(t *testing.T) {
+	for _, tc := range []struct {
+		list, name string
+		want       bool
+	}{
+		{"X-Hop", "x-hop", true},
+		{"keep-alive, X-Hop", "X-HOP", true},
+		{" close ,\tX-Hop\t", "X-Hop", true},
+		{"X-Hop-Only", "X-Hop", false},
+		{"X-Ho", "X-Hop", false},
+		{"", "X-Hop", false},
+		{",,", "X-Hop", false},
+	} {
+		if got := listsName([]byte(tc.list), []byte(tc.name)); got != tc.want {
+			t.Errorf("listsName(%q, %q) = %v, want %v", tc.list, tc.name, got, tc.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -314,12 +315,20 @@ func fasthttpName(name []byte) []byte {
 var canonicalNames = [...]string{"Host", "Content-Type", "User-Agent", "Cookie", "Content-Length", "Connection", "Trailer", "Transfer-Encoding"}
 
 // stripResponseHopByHop removes what describes the backend's connection
-// to sluice from its answer (RFC 9110 §7.6.1); fasthttp writes its own
-// Connection and framing for the client's connection.
+// to sluice from its answer (RFC 9110 §7.6.1): the standard hop-by-hop
+// headers, the Connection header, and every header it names. fasthttp
+// writes its own Connection and framing for the client's connection.
 func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
+	// A copy: deleting headers may move the bytes Peek points into.
+	var buf [128]byte
+	named := append(buf[:0], h.Peek(fasthttp.HeaderConnection)...)
 	h.ResetConnectionClose()
 	var drop [][]byte
 	for k := range h.All() {
+		if asciiEqualFold(k, fasthttp.HeaderConnection) || listsName(named, k) {
+			drop = append(drop, append([]byte(nil), k...))
+			continue
+		}
 		for _, n := range responseHopByHop {
 			if asciiEqualFold(k, n) {
 				drop = append(drop, append([]byte(nil), k...))
@@ -327,8 +336,25 @@ func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
 		}
 	}
 	for _, k := range drop {
-		h.DelBytes(k)
+		h.DelBytes(fasthttpName(k))
 	}
+}
+
+// listsName reports whether the comma-separated list (a Connection header
+// value) has name among its items, in any case.
+func listsName(list, name []byte) bool {
+	for len(list) > 0 {
+		item := list
+		if i := bytes.IndexByte(list, ','); i >= 0 {
+			item, list = list[:i], list[i+1:]
+		} else {
+			list = nil
+		}
+		if bytes.EqualFold(bytes.Trim(item, " \t"), name) {
+			return true
+		}
+	}
+	return false
 }
 
 var responseHopByHop = [...]string{"Keep-Alive", "Proxy-Connection", "Upgrade", "TE", "Trailer"}
