@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,13 +81,21 @@ func (e *Engine) startGnet() error {
 	g := &e.gnets
 	g.ended = make(chan struct{})
 	g.results = make(chan (<-chan gnet.RegisteredResult), maxEnrolling)
+	// gnet's Engine methods refuse an engine without a listener, so it
+	// gets one no client can reach: a unix socket in a private directory
+	// that is removed as soon as the loops run (a bound socket works on
+	// with its name gone). Not the working directory, which may be
+	// read-only (systemd's ProtectSystem=strict) or kept by a SIGKILL;
+	// not an abstract name either, which gnet's URL parsing cannot carry
+	// (the "@" is read as userinfo) and any local process could reach.
+	dir, err := os.MkdirTemp("", "sluice-loops-")
+	if err != nil {
+		return fmt.Errorf("event loops: private directory for gnet's listener: %w", err)
+	}
+	defer os.RemoveAll(dir)
 	failed := make(chan error, 1)
 	go func() {
-		// gnet's Engine methods refuse an engine without a listener, so it
-		// gets one no client uses: an abstract unix socket (no file). A
-		// local process that connects there anyway is closed in OnOpen,
-		// which finds no accepting socket of sluice's on the connection.
-		err := gnet.Run(f, fmt.Sprintf("unix://@sluice-%d-%x", os.Getpid(), rand.Uint64()),
+		err := gnet.Run(f, "unix://"+filepath.Join(dir, "l"),
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(e.workers()),
 			gnet.WithTicker(true),
