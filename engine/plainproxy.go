@@ -141,7 +141,7 @@ func (p *plainServer) proxy(ctx *fasthttp.RequestCtx, hc *httpConn, cc *clientCo
 	clientClose := h.ConnectionClose()
 	for i := range req.Headers {
 		if req.DropOnForward(i) {
-			h.DelBytes(fasthttpName(req.Headers[i].Name))
+			delRequestHeader(h, req.Headers[i].Name)
 		}
 	}
 	h.ResetConnectionClose() // the backend connection stays in the pool
@@ -300,48 +300,79 @@ func orUnknown(ip []byte) []byte {
 	return ip
 }
 
-// fasthttpName maps a header name to the spelling fasthttp's Del expects:
-// with name normalising off it compares bytes, except for the headers it
-// keeps in dedicated fields, which it knows only by their canonical names.
-func fasthttpName(name []byte) []byte {
+// delRequestHeader deletes every header of this name from h. With name
+// normalising off fasthttp compares names byte for byte, except for the
+// headers it keeps in dedicated fields, which it knows only by their
+// canonical names; a name such as "connection" can be in both places
+// (the field holds "close", the list any other value), so both go.
+func delRequestHeader(h *fasthttp.RequestHeader, name []byte) {
 	for _, c := range canonicalNames {
 		if asciiEqualFold(name, c) {
-			return []byte(c)
+			h.Del(c)
+			break
 		}
 	}
-	return name
+	h.DelBytes(name)
 }
 
 var canonicalNames = [...]string{"Host", "Content-Type", "User-Agent", "Cookie", "Content-Length", "Connection", "Trailer", "Transfer-Encoding"}
 
 // stripResponseHopByHop removes what describes the backend's connection
 // to sluice from its answer (RFC 9110 §7.6.1): the standard hop-by-hop
-// headers, the Connection header, and every header it names. fasthttp
-// writes its own Connection and framing for the client's connection.
+// headers, every Connection header, and every header one of them names,
+// however the backend spells them (the client keeps names as they came).
+// fasthttp writes its own Connection and framing for the client's
+// connection. The common answer costs no allocation.
 func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
-	// A copy: deleting headers may move the bytes Peek points into.
-	var buf [128]byte
-	named := append(buf[:0], h.Peek(fasthttp.HeaderConnection)...)
 	h.ResetConnectionClose()
-	var drop [][]byte
-	for k := range h.All() {
-		if asciiEqualFold(k, fasthttp.HeaderConnection) || listsName(named, k) {
-			drop = append(drop, append([]byte(nil), k...))
-			continue
-		}
-		for _, n := range responseHopByHop {
-			if asciiEqualFold(k, n) {
-				drop = append(drop, append([]byte(nil), k...))
-			}
+	// The names listed, copied: deleting headers moves the bytes they
+	// point into.
+	var buf [128]byte
+	named := buf[:0]
+	for k, v := range h.All() {
+		if asciiEqualFold(k, fasthttp.HeaderConnection) {
+			named = append(append(named, v...), ',')
 		}
 	}
-	for _, k := range drop {
-		h.DelBytes(fasthttpName(k))
+	// One deletion per walk, as deleting moves the headers All walks. Each
+	// deletion removes a header for good, so the walks end; the bound is
+	// for safety only.
+	for range 256 {
+		var drop []byte
+		for k := range h.All() {
+			if isHopByHop(k) || listsName(named, k) {
+				drop = k
+				break
+			}
+		}
+		if drop == nil {
+			return
+		}
+		// DelBytes copies the name before it deletes; as spelled here it
+		// finds the header stored under that spelling, and the headers
+		// fasthttp keeps in fields are walked under their canonical names.
+		h.DelBytes(drop)
 	}
 }
 
-// listsName reports whether the comma-separated list (a Connection header
-// value) has name among its items, in any case.
+// isHopByHop reports whether a header of this name is hop-by-hop by
+// definition (RFC 9110 §7.6.1 and the legacy ones RFC 9112 lists).
+func isHopByHop(k []byte) bool {
+	switch len(k) {
+	case 2:
+		return asciiEqualFold(k, "TE")
+	case 7:
+		return asciiEqualFold(k, "Upgrade") || asciiEqualFold(k, "Trailer")
+	case 10:
+		return asciiEqualFold(k, "Connection") || asciiEqualFold(k, "Keep-Alive")
+	case 16:
+		return asciiEqualFold(k, "Proxy-Connection")
+	}
+	return false
+}
+
+// listsName reports whether the comma-separated list (Connection header
+// values) has name among its items, in any case.
 func listsName(list, name []byte) bool {
 	for len(list) > 0 {
 		item := list
@@ -350,11 +381,15 @@ func listsName(list, name []byte) bool {
 		} else {
 			list = nil
 		}
-		if bytes.EqualFold(bytes.Trim(item, " \t"), name) {
+		for len(item) > 0 && (item[0] == ' ' || item[0] == '\t') {
+			item = item[1:]
+		}
+		for len(item) > 0 && (item[len(item)-1] == ' ' || item[len(item)-1] == '\t') {
+			item = item[:len(item)-1]
+		}
+		if len(item) == len(name) && asciiEqualFold(item, string(name)) {
 			return true
 		}
 	}
 	return false
 }
-
-var responseHopByHop = [...]string{"Keep-Alive", "Proxy-Connection", "Upgrade", "TE", "Trailer"}
