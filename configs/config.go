@@ -116,8 +116,11 @@ type Log struct {
 	// nginx: error_log
 	ErrorLog string `toml:"error_log"`
 
-	// AccessLog is where one line per finished tunnel goes: "stdout",
-	// "stderr", "off" or a file path. Default "stdout".
+	// AccessLog is where one line per finished tunnel, refused handshake
+	// and plain HTTP request goes: "stdout", "stderr", "off" or a file
+	// path. Default "stdout". A line is written when the exchange ends;
+	// bytes_in and bytes_out count what crossed the client's connection,
+	// heads included (nginx's $request_length and $bytes_sent).
 	// nginx: access_log (access_log off; disables it)
 	AccessLog string `toml:"access_log"`
 }

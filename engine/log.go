@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -171,28 +172,28 @@ func (a accessLog) refusedBy(cc *clientConn, srv *server, req *handshake.Request
 	ce.Write(fields[:]...)
 }
 
-// request writes the line of one plain HTTP request. Sizes are the
-// declared ones (Content-Length; 0 for a chunked body), known when the
-// handler returns, before a streamed body has been written.
 // on says whether request lines are logged at all: when not, a plain
 // request reads no clock for its duration.
 func (a accessLog) on() bool { return a.l.Core().Enabled(zap.InfoLevel) }
 
-func (a accessLog) request(cc *clientConn, srv *server, req *handshake.Request, upstreamName string, status int, d time.Duration, in, out int) {
+// request writes a plain request's line: bytes_in and bytes_out count
+// what crossed the client's connection for it, heads included, as a
+// tunnel's line does.
+func (a accessLog) request(remote netip.AddrPort, srv *server, method, path string, upstreamName string, status int, d time.Duration, in, out int64) {
 	ce := a.l.Check(zap.InfoLevel, "request")
 	if ce == nil {
 		return
 	}
 	ce.Write(
-		zap.Stringer("client", cc.remote),
+		zap.Stringer("client", remote),
 		zap.String("server", srv.name),
-		zap.ByteString("method", req.Method),
-		zap.ByteString("path", req.Path),
+		zap.String("method", method),
+		zap.String("path", path),
 		zap.String("upstream", upstreamName),
 		zap.Int("status", status),
 		zap.Duration("duration", d),
-		zap.Int("bytes_in", in),
-		zap.Int("bytes_out", out),
+		zap.Int64("bytes_in", in),
+		zap.Int64("bytes_out", out),
 	)
 }
 

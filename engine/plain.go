@@ -139,6 +139,39 @@ type httpConn struct {
 	inBody      bool           // a handler is streaming the request body
 	hijacked    bool           // a tunnel took the connection over
 	fin         func()         // releases the connection (goFront accounting)
+
+	// Bytes read from and written to the client, and their values when
+	// the last exchange ended: an access-log line gives the difference.
+	in, out         int64
+	markIn, markOut int64
+	line            plainLine // the exchange's line, written once it ends
+}
+
+// plainLine is a plain request's access-log line, held until fasthttp
+// has written the whole answer (a streamed body goes out after the
+// handler returns), so that it tells the bytes that went and the time
+// they took, as nginx's $bytes_sent and $request_time do.
+type plainLine struct {
+	log          accessLog // nil logger: no line pending
+	srv          *server
+	remote       netip.AddrPort
+	method, path string // copies: the head they came from is reused
+	upstream     string
+	status       int
+	start        time.Time
+}
+
+// endExchange writes the pending access-log line, if any, with what was
+// read and written since the previous exchange ended, and starts the
+// count for the next. fasthttp calls it through ConnState when it waits
+// for the next request (the answer flushed: ReduceMemoryUsage flushes
+// every answer), servePlain when the connection ends.
+func (c *httpConn) endExchange() {
+	if l := &c.line; l.log.l != nil {
+		l.log.request(l.remote, l.srv, l.method, l.path, l.upstream, l.status, time.Since(l.start), c.in-c.markIn, c.out-c.markOut)
+		l.log.l = nil
+	}
+	c.markIn, c.markOut = c.in, c.out
 }
 
 // readKind is which timeout an httpConn's read deadline was armed for.
@@ -158,6 +191,7 @@ func (c *httpConn) Read(b []byte) (int, error) {
 		if len(c.rest) == 0 {
 			c.rest = nil
 		}
+		c.in += int64(n)
 		return n, nil
 	}
 	switch {
@@ -173,10 +207,15 @@ func (c *httpConn) Read(b []byte) (int, error) {
 		c.rdKind = readHead
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.headTimeout))
 	}
+	var n int
+	var err error
 	if c.raw != nil {
-		return c.raw.Read(b)
+		n, err = c.raw.Read(b)
+	} else {
+		n, err = c.Conn.Read(b)
 	}
-	return c.Conn.Read(b)
+	c.in += int64(n)
+	return n, err
 }
 
 // armRead pushes the read deadline of a pushed kind, at once when the
@@ -191,10 +230,15 @@ func (c *httpConn) armRead(k readKind, timeout time.Duration) {
 
 func (c *httpConn) Write(b []byte) (int, error) {
 	c.wd.push(c.Conn.SetWriteDeadline, plainSendTimeout)
+	var n int
+	var err error
 	if c.raw != nil {
-		return c.raw.Write(b)
+		n, err = c.raw.Write(b)
+	} else {
+		n, err = c.Conn.Write(b)
 	}
-	return c.Conn.Write(b)
+	c.out += int64(n)
+	return n, err
 }
 
 // plainConnState tells an httpConn when fasthttp waits for the next
@@ -207,6 +251,7 @@ func plainConnState(nc net.Conn, st fasthttp.ConnState) {
 	switch st {
 	case fasthttp.StateIdle:
 		c.idle = true
+		c.endExchange()
 	case fasthttp.StateActive:
 		c.idle = false
 	}
@@ -245,6 +290,7 @@ func monoNow() int64 { return int64(time.Since(monoBase)) + 1 }
 func (g *goFront) servePlain(ln *listener, hc *httpConn) {
 	_ = ln.http.srv.ServeConn(hc)
 	if !hc.hijacked {
+		hc.endExchange()
 		hc.fin()
 	}
 }
@@ -354,8 +400,11 @@ func (p *plainServer) handle(ctx *fasthttp.RequestCtx) {
 	}
 	loc.m.requests[statusIndex(ctx.Response.StatusCode())].Add(1)
 	if logged {
-		p.e.access.request(cc, srv, req, upstreamName, ctx.Response.StatusCode(), time.Since(start),
-			max(ctx.Request.Header.ContentLength(), 0), max(ctx.Response.Header.ContentLength(), 0))
+		// Written when the answer has gone out (endExchange).
+		l := &hc.line
+		*l = plainLine{log: p.e.access, srv: srv, remote: cc.remote,
+			method: string(req.Method), path: string(req.Path),
+			upstream: upstreamName, status: ctx.Response.StatusCode(), start: start}
 	}
 }
 
