@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -131,14 +132,16 @@ type httpConn struct {
 	net.Conn
 	raw         *rawIO // nil: Conn's own Read and Write (TLS)
 	rd, wd      idleDeadline
-	rdKind      readKind      // what the armed read deadline bounds
-	idle        bool          // between requests (fasthttp's StateIdle)
-	headTimeout time.Duration // client_header_timeout
-	rest        []byte
+	rdKind      readKind       // what the armed read deadline bounds
+	idle        bool           // between requests (fasthttp's StateIdle)
+	headTimeout time.Duration  // client_header_timeout
+	rest        []byte         // read by the front and not yet passed on
 	remote      netip.AddrPort // the client (after a trusted PROXY header)
 	inBody      bool           // a handler is streaming the request body
 	hijacked    bool           // a tunnel took the connection over
 	fin         func()         // releases the connection (goFront accounting)
+
+	head headScan // where the head being read stands (Read)
 
 	// Bytes read from and written to the client, and their values when
 	// the last exchange ended: an access-log line gives the difference.
@@ -159,6 +162,14 @@ type plainLine struct {
 	upstream     string
 	status       int
 	start        time.Time
+}
+
+// followHeads starts following heads (headScan) at the connection's first
+// request, which the front has read and judged; whatever else came with
+// it follows in rest.
+func (c *httpConn) followHeads() {
+	c.head = headScan{on: true}
+	c.head.feed(c.rest)
 }
 
 // endExchange writes the pending access-log line, if any, with what was
@@ -194,18 +205,29 @@ func (c *httpConn) Read(b []byte) (int, error) {
 		c.in += int64(n)
 		return n, nil
 	}
+	scan := false
 	switch {
 	case c.hijacked: // the tunnel's deadlines (drainBuffered's included)
 	case c.inBody:
 		c.armRead(readBody, bodyReadTimeout)
 	case c.idle:
 		c.armRead(readIdle, keepaliveTimeout)
+		c.head = headScan{on: true} // a new head starts with these bytes
+		scan = true
+	case c.head.bad:
+		// fasthttp wants more of a head that has ended, in bare LFs: it
+		// waits for CRLF CRLF, which is not coming. Its ErrorHandler
+		// answers 400 (parseError).
+		return 0, handshake.ErrBareLF
 	case c.rdKind != readHead:
 		// A head (or what a handler left of a body) that needs another
 		// read: it has client_header_timeout from here, as fasthttp's
 		// ReadTimeout had from the first byte, a read earlier.
 		c.rdKind = readHead
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.headTimeout))
+		scan = true
+	default:
+		scan = true // more of a head
 	}
 	var n int
 	var err error
@@ -215,7 +237,102 @@ func (c *httpConn) Read(b []byte) (int, error) {
 		n, err = c.Conn.Read(b)
 	}
 	c.in += int64(n)
+	if scan && c.head.on {
+		c.head.feed(b[:n])
+	}
 	return n, err
+}
+
+// headScan follows the request heads that arrive on a connection handed
+// to fasthttp, each to its empty line, and notes one whose empty line is
+// not CRLF CRLF: fasthttp waits for CRLF CRLF only, so such a head would
+// wait out client_header_timeout for its 408 where it deserves a 400.
+// Bare LFs inside a head that does end in CRLF CRLF are handshake's to
+// refuse once fasthttp has it whole. After a head without a body the next
+// one starts (pipelining); after one with a body (a Content-Length other
+// than 0, or a Transfer-Encoding) following stops until fasthttp waits
+// for a new request with nothing buffered (Read, when idle): body bytes
+// are never taken for a head.
+type headScan struct {
+	on     bool // following a head
+	bad    bool // a head ended in an empty line that is not CRLF CRLF
+	cr     bool // the last byte was CR
+	ends   int  // line ends in a row, each CRLF or LF
+	bareLF bool // one of them was a bare LF
+	body   bool // the head followed announces a body (or may)
+	line   [32]byte
+	n      int // bytes of the current line, the first len(line) of them kept
+}
+
+func (h *headScan) feed(b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			h.content(b)
+			return
+		}
+		h.content(b[:i])
+		b = b[i+1:]
+		if !h.cr {
+			h.bareLF = true
+		}
+		h.cr = false
+		h.endLine()
+		if h.ends++; h.ends < 2 {
+			continue
+		}
+		if h.bareLF {
+			h.on, h.bad = false, true
+			return
+		}
+		if h.body {
+			h.on = false
+			return
+		}
+		*h = headScan{on: true} // the next head, pipelined
+	}
+}
+
+// content takes bytes of a line, up to its LF.
+func (h *headScan) content(seg []byte) {
+	if len(seg) == 0 {
+		return
+	}
+	for _, x := range seg {
+		if x != '\r' {
+			// A line with something in it: the run of line ends is over.
+			h.ends, h.bareLF = 0, false
+			break
+		}
+	}
+	h.cr = seg[len(seg)-1] == '\r'
+	if h.n < len(h.line) {
+		copy(h.line[h.n:], seg)
+	}
+	h.n += len(seg)
+}
+
+// endLine notes whether the line just ended announces a body.
+func (h *headScan) endLine() {
+	line, whole := h.line[:min(h.n, len(h.line))], h.n <= len(h.line)
+	h.n = 0
+	if whole && len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	switch {
+	case hasPrefixFold(line, "transfer-encoding:"):
+		h.body = true
+	case hasPrefixFold(line, "content-length:"):
+		v := bytes.TrimLeft(line[len("content-length:"):], " \t")
+		v = bytes.TrimRight(v, " \t")
+		if !whole || len(v) == 0 || len(bytes.Trim(v, "0")) > 0 {
+			h.body = true
+		}
+	}
+}
+
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && asciiEqualFold(b[:len(prefix)], prefix)
 }
 
 // armRead pushes the read deadline of a pushed kind, at once when the
@@ -310,6 +427,7 @@ func (f *front) handOffPlain(c gnet.Conn, cc *clientConn, buf []byte) gnet.Actio
 		return f.refuse(c, cc, nil, nil, 503, errStopping)
 	}
 	hc := &httpConn{Conn: conn, raw: newRawIO(conn), rest: append([]byte(nil), buf...), remote: cc.remote, headTimeout: cc.ln.headerTimeout}
+	hc.followHeads()
 	hc.fin = func() {
 		g.untrack(conn)
 		g.live.Add(-1)
@@ -448,6 +566,8 @@ func (p *plainServer) parseError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	status, cause := 400, handshake.ErrMalformed
 	switch {
+	case errors.Is(err, handshake.ErrBareLF):
+		cause = handshake.ErrBareLF
 	case errors.As(err, &small):
 		status, cause = 431, handshake.ErrHeadTooLarge
 	case errors.As(err, &ne) && ne.Timeout():

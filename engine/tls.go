@@ -371,6 +371,7 @@ func (g *goFront) serveTLS(ln *listener, st *certStore, raw net.Conn) {
 	if plain {
 		_ = raw.SetDeadline(time.Time{})
 		hc := &httpConn{Conn: conn, rest: buf[:n], remote: cc.remote, fin: fin, headTimeout: ln.headerTimeout}
+		hc.followHeads()
 		proxied = true // servePlain calls fin, or the tunnel it hands over to does
 		g.servePlain(ln, hc)
 		return
