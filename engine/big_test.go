@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -211,4 +215,75 @@ func openTunnels(tb testing.TB, addr string, n int) []*websocket.Conn {
 		conns = append(conns, c)
 	}
 	return conns
+}
+
+// BenchmarkIdlePlainConnMemory: what a kept-alive plain HTTP connection
+// that has gone quiet costs sluice's heap and stacks (after two GCs, so
+// pooled buffers are gone too), parked in the event loops (goFront.park)
+// and, for comparison, left on its goroutine. In process: the client side
+// of each connection (a net.Conn, no buffer kept) is counted too, the same
+// in both.
+func BenchmarkIdlePlainConnMemory(b *testing.B) {
+	const n = 2000
+	root := b.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte("<!doctype html><p>hi</p>\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		park time.Duration
+	}{{"parked", parkAfter}, {"on-goroutines", time.Hour}} {
+		b.Run(tc.name, func(b *testing.B) {
+			saved := parkAfter
+			parkAfter = tc.park
+			defer func() { parkAfter = saved }()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				p := startProxy(b, fmt.Sprintf("[log]\naccess_log = \"off\"\n[[server]]\nlisten = [\"{{listen}}\"]\n  [[server.location]]\n  path = \"/\"\n  root = %q\n", root))
+				get := func() net.Conn {
+					c, err := net.Dial("tcp", p.addr)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+						b.Fatal(err)
+					}
+					resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+					if err != nil || resp.StatusCode != 200 {
+						b.Fatalf("%v %v", resp, err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					return c
+				}
+				get().Close() // warm up: the loops' and fasthttp's first allocations
+				time.Sleep(100 * time.Millisecond)
+				m0 := heapAndStacks()
+				conns := make([]net.Conn, n)
+				for j := range conns {
+					conns[j] = get()
+				}
+				time.Sleep(saved + 1500*time.Millisecond)
+				m1 := heapAndStacks()
+				if tc.park < time.Hour && p.e.goFront.live.Load() != 0 {
+					b.Fatalf("%d connections did not park", p.e.goFront.live.Load())
+				}
+				per := float64(m1-m0) / n / 1024
+				b.Logf("heap and stacks %d KiB, %d KiB with %d idle connections %s: %.2f KiB each", m0>>10, m1>>10, n, tc.name, per)
+				b.ReportMetric(per, "KiB/idle-conn")
+				for _, c := range conns {
+					c.Close()
+				}
+			}
+		})
+	}
+}
+
+// heapAndStacks is the Go memory in use after two collections (the second
+// empties sync.Pool's victim cache).
+func heapAndStacks() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse + ms.StackInuse)
 }

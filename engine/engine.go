@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"runtime"
 	"strings"
@@ -244,6 +245,7 @@ func (e *Engine) Shutdown(drain time.Duration) (clean bool, err error) {
 	}
 	e.goFront.closeListeners()
 	e.closeGnetListeners()
+	e.closeParked()
 	forced := 0
 	if e.pool != nil {
 		// Tunnels are drained while heads still arrive: a head that
@@ -272,6 +274,20 @@ func (e *Engine) Shutdown(drain time.Duration) (clean bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	return forced == 0, e.Stop(ctx)
+}
+
+// closeParked closes the kept-alive connections parked between requests
+// (goFront.park), as nginx closes idle kept-alive connections when it
+// shuts down: nothing is in flight on them. One that had just begun a
+// request is off the list (OnTraffic) and finishes it.
+func (e *Engine) closeParked() {
+	for _, r := range append(e.retiredRouters(), e.rt()) {
+		for _, ln := range r.listeners {
+			if ln.certs == nil {
+				ln.parked.expire(math.MaxInt64, closeParked)
+			}
+		}
+	}
 }
 
 // probeFree binds and releases each address, so that a reload learns that

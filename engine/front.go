@@ -29,9 +29,10 @@ type clientConn struct {
 	remote   netip.AddrPort
 
 	handedOff bool     // the fd left gnet for splice; OnClose is not a disconnect
+	parked    bool     // in ln.parked, not ln.pending: waiting for a next request
 	proxied   bool     // the PROXY header, if the listener wants one, is consumed (guard.go)
 	slot      connSlot // a limit_conn slot, until the tunnel takes it (guard.go)
-	listed    bool     // in ln.pending; guarded by the shard's mutex
+	listed    bool     // in ln.pending or ln.parked; guarded by the shard's mutex
 	prev      *clientConn
 	next      *clientConn
 }
@@ -59,7 +60,14 @@ func (f *front) OnBoot(eng gnet.Engine) gnet.Action {
 // OnOpen takes a connection an accept loop registered (listeners.go); the
 // loop has already checked max_connections.
 func (f *front) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	gl, _ := c.Context().(*gnetListener)
+	var gl *gnetListener
+	var parked *parkedConn
+	switch x := c.Context().(type) {
+	case *gnetListener:
+		gl = x
+	case *parkedConn:
+		gl, parked = x.gl, x
+	}
 	if gl == nil || f.e.draining.Load() {
 		return nil, gnet.Close // accepted as the shutdown began
 	}
@@ -79,7 +87,12 @@ func (f *front) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		remote:   addrPort(c.RemoteAddr()),
 	}
 	c.SetContext(cc)
-	ln.pending.add(cc)
+	if parked != nil {
+		cc.remote, cc.proxied, cc.parked, cc.deadline = parked.remote, true, true, parked.until
+		ln.parked.add(cc)
+	} else {
+		ln.pending.add(cc)
+	}
 	f.e.stats.conns.Add(1)
 	gl.conns.Add(1)
 	return nil, gnet.None
@@ -90,7 +103,7 @@ func (f *front) OnClose(c gnet.Conn, err error) gnet.Action {
 	if cc == nil {
 		return gnet.None
 	}
-	cc.ln.pending.remove(cc)
+	cc.unlist()
 	cc.slot.release()
 	f.e.stats.conns.Add(-1)
 	cc.gl.conns.Add(-1)
@@ -107,6 +120,21 @@ func (f *front) OnTraffic(c gnet.Conn) gnet.Action {
 	cc, _ := c.Context().(*clientConn)
 	if cc == nil || cc.handedOff {
 		return gnet.Close
+	}
+	if cc.parked {
+		// A parked connection's next request has begun: from here its head
+		// has client_header_timeout, as a new connection's has, under the
+		// routing in force now (a reload may have come since it parked).
+		// All of pending's deadlines are at most now plus that, so it
+		// stays sorted.
+		cc.ln.parked.remove(cc)
+		cc.parked = false
+		if ln := f.e.rt().listenerAt(cc.gl.addr); ln != nil && ln.certs == nil {
+			cc.ln = ln
+		}
+		now := time.Now().UnixNano()
+		cc.opened, cc.deadline = now, now+int64(cc.ln.headerTimeout)
+		cc.ln.pending.add(cc)
 	}
 	buf, _ := c.Peek(-1)
 	if !cc.proxied {
@@ -128,7 +156,7 @@ func (f *front) OnTraffic(c gnet.Conn) gnet.Action {
 	if errors.Is(err, handshake.ErrIncomplete) {
 		return gnet.None
 	}
-	cc.ln.pending.remove(cc)
+	cc.unlist()
 	if err != nil {
 		return f.refuse(c, cc, nil, req, handshake.StatusOf(err), err)
 	}
@@ -224,6 +252,7 @@ func (f *front) OnTick() (time.Duration, gnet.Action) {
 		for _, ln := range r.listeners {
 			if ln.certs == nil {
 				ln.pending.expire(now, f.timeout)
+				ln.parked.expire(now, closeParked)
 			}
 		}
 	}
@@ -234,6 +263,10 @@ func (f *front) OnTick() (time.Duration, gnet.Action) {
 const tickInterval = 100 * time.Millisecond
 
 var timeoutResponse = handshake.AppendErrorResponse(nil, 408, errHeaderTimeout)
+
+// closeParked ends a parked connection at keepalive_timeout: no answer,
+// as nginx closes an idle kept-alive connection.
+func closeParked(c gnet.Conn) { _ = c.Close() }
 
 func (f *front) timeout(c gnet.Conn) {
 	_ = c.AsyncWrite(timeoutResponse, func(c gnet.Conn, err error) error {
@@ -278,4 +311,13 @@ func addrPort(a net.Addr) netip.AddrPort {
 		return t.AddrPort()
 	}
 	return netip.AddrPort{}
+}
+
+// unlist takes cc off its listener's pending or parked list.
+func (cc *clientConn) unlist() {
+	if cc.parked {
+		cc.ln.parked.remove(cc)
+	} else {
+		cc.ln.pending.remove(cc)
+	}
 }

@@ -237,7 +237,7 @@ func (f *front) proxyHeader(c gnet.Conn, cc *clientConn, buf []byte) ([]byte, gn
 		return nil, gnet.None
 	}
 	if err != nil {
-		cc.ln.pending.remove(cc)
+		cc.unlist()
 		return nil, f.refuseRule(c, cc, nil, nil, err, RuleProxyProtocol, 0)
 	}
 	cc.proxied = true

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -46,10 +47,20 @@ import (
 // head must arrive within the server's client_header_timeout; these apply
 // around it.
 const (
-	keepaliveTimeout = 75 * time.Second // idle wait for the next request (nginx keepalive_timeout)
 	bodyReadTimeout  = 60 * time.Second // between two reads of a request body (nginx client_body_timeout)
 	plainSendTimeout = 60 * time.Second // between two writes to the client (nginx send_timeout)
 )
+
+// keepaliveTimeout is the idle wait for the next request (nginx
+// keepalive_timeout). A variable only for TestParkedConnections.
+var keepaliveTimeout = 75 * time.Second
+
+// parkAfter is how long a plaintext kept-alive connection waits for its
+// next request on its goroutine before it goes back to the event loops
+// (goFront.park), where it holds no goroutine and no fasthttp buffer
+// (BenchmarkIdlePlainConnMemory). A variable only for that benchmark,
+// which compares with connections that never park.
+var parkAfter = time.Second
 
 // plainServer serves the plain HTTP connections of one listener.
 type plainServer struct {
@@ -140,6 +151,8 @@ type httpConn struct {
 	inBody      bool           // a handler is streaming the request body
 	hijacked    bool           // a tunnel took the connection over
 	fin         func()         // releases the connection (goFront accounting)
+	back        *gnetListener  // the plaintext socket it came from: it may park
+	parking     bool           // quiet for parkAfter: going back to the loops
 
 	head headScan // where the head being read stands (Read)
 
@@ -193,6 +206,7 @@ const (
 	readIdle          // keepaliveTimeout after the last read, pushed on each
 	readHead          // headTimeout from the head's first read, never pushed
 	readBody          // bodyReadTimeout after the last read, pushed on each
+	readPark          // parkAfter after the last read, pushed on each
 )
 
 func (c *httpConn) Read(b []byte) (int, error) {
@@ -211,7 +225,11 @@ func (c *httpConn) Read(b []byte) (int, error) {
 	case c.inBody:
 		c.armRead(readBody, bodyReadTimeout)
 	case c.idle:
-		c.armRead(readIdle, keepaliveTimeout)
+		if c.back != nil {
+			c.armRead(readPark, parkAfter)
+		} else {
+			c.armRead(readIdle, keepaliveTimeout)
+		}
 		c.head = headScan{on: true} // a new head starts with these bytes
 		scan = true
 	case c.head.bad:
@@ -240,7 +258,23 @@ func (c *httpConn) Read(b []byte) (int, error) {
 	if scan && c.head.on {
 		c.head.feed(b[:n])
 	}
+	if n == 0 && c.rdKind == readPark && isTimeout(err) {
+		// Nothing is buffered (fasthttp reads when idle only with an empty
+		// buffer, rest is empty): the socket can change hands. fasthttp
+		// ends a kept-alive connection that timed out waiting without an
+		// answer, and calls Close, which leaves it open for servePlain.
+		c.parking = true
+	}
 	return n, err
+}
+
+// Close closes the connection unless it is parking (servePlain hands it
+// to the event loops).
+func (c *httpConn) Close() error {
+	if c.parking {
+		return nil
+	}
+	return c.Conn.Close()
 }
 
 // headScan follows the request heads that arrive on a connection handed
@@ -406,9 +440,47 @@ func monoNow() int64 { return int64(time.Since(monoBase)) + 1 }
 // connection, whose tunnel then calls fin when it ends.
 func (g *goFront) servePlain(ln *listener, hc *httpConn) {
 	_ = ln.http.srv.ServeConn(hc)
-	if !hc.hijacked {
-		hc.endExchange()
-		hc.fin()
+	if hc.hijacked {
+		return
+	}
+	hc.endExchange()
+	if hc.parking {
+		g.park(hc)
+		return
+	}
+	hc.fin()
+}
+
+// parkedConn is the gnet context of a connection goFront.park hands back:
+// the front takes it as an accepted connection whose first request has
+// not come yet, and whose client is known.
+type parkedConn struct {
+	gl     *gnetListener
+	remote netip.AddrPort // after a trusted PROXY header
+	until  int64          // unix ns: when keepalive_timeout closes it
+}
+
+// park gives a plaintext kept-alive connection that has been quiet for
+// parkAfter back to the event loops, where it waits for its next request
+// as a new connection does (OnOpen, then OnTraffic, which hands a plain
+// request over again), and is closed without an answer at the end of
+// keepalive_timeout. A busy connection never parks; an idle one holds no
+// goroutine and no buffer. gnet duplicates the socket; a failure leaves
+// the connection closed, as keepalive_timeout would have.
+func (g *goFront) park(hc *httpConn) {
+	defer hc.fin() // closes this side's copy (gnet has its own by then)
+	gs := &g.e.gnets
+	if g.e.draining.Load() {
+		return
+	}
+	p := &parkedConn{gl: hc.back, remote: hc.remote, until: time.Now().Add(keepaliveTimeout - parkAfter).UnixNano()}
+	gs.enrolling.Add(1) // counted throughout: max_connections holds
+	defer gs.enrolling.Add(-1)
+	res, err := gs.eng.Register(gnet.NewNetConnContext(gnet.NewContext(context.Background(), p), hc.Conn))
+	if err == nil {
+		// Waited for here, not by the reaper: its channel closes when the
+		// loops stop, and this goroutine has nothing else left to do.
+		<-res
 	}
 }
 
@@ -427,6 +499,9 @@ func (f *front) handOffPlain(c gnet.Conn, cc *clientConn, buf []byte) gnet.Actio
 		return f.refuse(c, cc, nil, nil, 503, errStopping)
 	}
 	hc := &httpConn{Conn: conn, raw: newRawIO(conn), rest: append([]byte(nil), buf...), remote: cc.remote, headTimeout: cc.ln.headerTimeout}
+	if hc.raw != nil {
+		hc.back = cc.gl
+	}
 	hc.followHeads()
 	hc.fin = func() {
 		g.untrack(conn)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"sort"
 	"sync"
@@ -183,6 +184,13 @@ func (e *Engine) retire(old *router) {
 	// client_header_timeout, far below a minute.
 	e.retiredMu.Unlock()
 	time.AfterFunc(time.Minute, func() {
+		// A connection parked under the old routing and quiet since is
+		// closed now rather than later: nothing would sweep it.
+		for _, ln := range old.listeners {
+			if ln.certs == nil {
+				ln.parked.expire(math.MaxInt64, closeParked)
+			}
+		}
 		old.closeFiles()
 		e.retiredMu.Lock()
 		for i, r := range e.retired {

@@ -30,6 +30,7 @@ type listener struct {
 	headerTimeout time.Duration // of the default server
 	maxHead       int           // the largest max_header_bytes among its servers
 	pending       pendingList   // connections still sending their head
+	parked        pendingList   // kept-alive connections between requests (goFront.park)
 	http          *plainServer  // serves its plain HTTP connections (plain.go)
 	certs         *certStore    // a TLS listener's certificates; nil: plaintext (gnet)
 	proxyOn       bool          // proxy_protocol: a PROXY header comes first
