@@ -245,7 +245,7 @@ func (e *Engine) Shutdown(drain time.Duration) (clean bool, err error) {
 	}
 	e.goFront.closeListeners()
 	e.closeGnetListeners()
-	e.closeParked()
+	e.closeParkedConns()
 	forced := 0
 	if e.pool != nil {
 		// Tunnels are drained while heads still arrive: a head that
@@ -276,11 +276,11 @@ func (e *Engine) Shutdown(drain time.Duration) (clean bool, err error) {
 	return forced == 0, e.Stop(ctx)
 }
 
-// closeParked closes the kept-alive connections parked between requests
+// closeParkedConns closes the kept-alive connections parked between requests
 // (goFront.park), as nginx closes idle kept-alive connections when it
 // shuts down: nothing is in flight on them. One that had just begun a
 // request is off the list (OnTraffic) and finishes it.
-func (e *Engine) closeParked() {
+func (e *Engine) closeParkedConns() {
 	for _, r := range append(e.retiredRouters(), e.rt()) {
 		for _, ln := range r.listeners {
 			if ln.certs == nil {

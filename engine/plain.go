@@ -52,7 +52,7 @@ const (
 )
 
 // keepaliveTimeout is the idle wait for the next request (nginx
-// keepalive_timeout). A variable only for TestParkedConnections.
+// keepalive_timeout). A variable only for TestParkedConnExpires.
 var keepaliveTimeout = 75 * time.Second
 
 // parkAfter is how long a plaintext kept-alive connection waits for its
