@@ -121,27 +121,9 @@ func TestAccessLogPlainCountsWhatWent(t *testing.T) {
 	go func() { _ = be.Serve(ln) }()
 	t.Cleanup(func() { be.Close() })
 
-	addr := freeAddr(t)
-	cfg, err := configs.Parse([]byte(strings.ReplaceAll(plainConfig(ln.Addr().String(), ""), "{{listen}}", addr)), "test.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	core, logs := observer.New(zap.InfoLevel)
-	e, err := New(cfg, Logs{Access: zap.New(core)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = e.Stop(ctx)
-	}()
-	waitListening(t, addr)
+	p, logs := startGuarded(t, plainConfig(ln.Addr().String(), ""))
 
-	nc, err := net.Dial("tcp", addr)
+	nc, err := net.Dial("tcp", p.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
