@@ -2,10 +2,15 @@ package engine
 
 import (
 	"bufio"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/sluice-proxy/sluice/configs"
 )
 
 // parseResponseHead reads a raw answer head the way the plain proxy's
@@ -109,4 +114,58 @@ func TestPlainRequestHopByHopAnySpelling(t *testing.T) {
 	if got.Header.Get("X-End-To-End") != "yes" {
 		t.Errorf("end-to-end header lost: %v", got.Header)
 	}
+}
+
+// TestHostClientOnePoolPerBackend: requests that race to a backend nobody
+// has used yet all get the same keep-alive pool, and no pool is lost when
+// pools for other backends are added meanwhile.
+func TestHostClientOnePoolPerBackend(t *testing.T) {
+	p := newPlainServer(&Engine{goFront: &goFront{}, log: zap.NewNop()}, &listener{}, false)
+	loc := &location{cfg: &configs.Location{}}
+	const backends, racers = 16, 8
+	got := make([][racers]*fasthttp.HostClient, backends)
+	var wg sync.WaitGroup
+	for r := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range backends {
+				a := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(8000+i))
+				got[i][r] = p.hostClient(loc, a)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range backends {
+		for r := 1; r < racers; r++ {
+			if got[i][r] != got[i][0] {
+				t.Fatalf("backend %d: two pools", i)
+			}
+		}
+	}
+	if n := len(*p.clients.Load()); n != backends {
+		t.Fatalf("%d pools kept, want %d", n, backends)
+	}
+}
+
+// BenchmarkHostClientLookup: finding a backend's keep-alive pool, which
+// every proxied request does, from all CPUs at once: no lock, no
+// allocation.
+func BenchmarkHostClientLookup(b *testing.B) {
+	p := newPlainServer(&Engine{goFront: &goFront{}, log: zap.NewNop()}, &listener{}, false)
+	loc := &location{cfg: &configs.Location{}}
+	addrs := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:8001"), netip.MustParseAddrPort("127.0.0.1:8002")}
+	for _, a := range addrs {
+		p.hostClient(loc, a)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if p.hostClient(loc, addrs[i&1]) == nil {
+				b.Fatal("no pool")
+			}
+			i++
+		}
+	})
 }

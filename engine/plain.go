@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,8 +71,11 @@ type plainServer struct {
 	tls   bool
 	heads sync.Pool // *plainScratch
 
+	// clients is read on every proxied request and written once per
+	// backend address: an immutable map, replaced whole (under mu) when
+	// one is added, so a request takes no lock.
 	mu      sync.Mutex
-	clients map[clientKey]*fasthttp.HostClient
+	clients atomic.Pointer[map[clientKey]*fasthttp.HostClient]
 }
 
 // plainScratch is one request's rebuilt head and its parse.
@@ -90,7 +94,8 @@ type clientKey struct {
 }
 
 func newPlainServer(e *Engine, ln *listener, tls bool) *plainServer {
-	p := &plainServer{e: e, ln: ln, tls: tls, clients: map[clientKey]*fasthttp.HostClient{}}
+	p := &plainServer{e: e, ln: ln, tls: tls}
+	p.clients.Store(&map[clientKey]*fasthttp.HostClient{})
 	p.srv = &fasthttp.Server{
 		Handler:      p.handle,
 		ErrorHandler: p.parseError,

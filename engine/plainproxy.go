@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"time"
@@ -39,10 +40,14 @@ var (
 // hostClient returns the keep-alive pool of loc's backend at addr.
 func (p *plainServer) hostClient(loc *location, addr netip.AddrPort) *fasthttp.HostClient {
 	k := clientKey{loc, addr}
+	if c := (*p.clients.Load())[k]; c != nil {
+		return c
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c := p.clients[k]; c != nil {
-		return c
+	old := *p.clients.Load()
+	if c := old[k]; c != nil {
+		return c // made while this request waited for mu
 	}
 	lc := loc.cfg
 	connectTimeout, readTimeout, sendTimeout := lc.ConnectTimeout.D(), lc.ReadTimeout.D(), lc.SendTimeout.D()
@@ -76,7 +81,9 @@ func (p *plainServer) hostClient(loc *location, addr netip.AddrPort) *fasthttp.H
 		c.IsTLS = true
 		c.TLSConfig = tlsFor(tc, addr)
 	}
-	p.clients[k] = c
+	m := maps.Clone(old)
+	m[k] = c
+	p.clients.Store(&m)
 	return c
 }
 
@@ -115,9 +122,7 @@ func (c *idleConn) Write(b []byte) (int, error) {
 // closeIdle closes every backend connection waiting in a pool (Stop, and
 // tests that count fds).
 func (p *plainServer) closeIdle() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.clients {
+	for _, c := range *p.clients.Load() {
 		c.CloseIdleConnections()
 	}
 }
