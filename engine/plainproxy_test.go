@@ -116,12 +116,17 @@ func TestPlainRequestHopByHopAnySpelling(t *testing.T) {
 	}
 }
 
+// bareProxyServer is a plainServer and a location with no listener or
+// config behind them: enough for its backend pools.
+func bareProxyServer() (*plainServer, *location) {
+	return newPlainServer(&Engine{goFront: &goFront{}, log: zap.NewNop()}, &listener{}, false), &location{cfg: &configs.Location{}}
+}
+
 // TestHostClientOnePoolPerBackend: requests that race to a backend nobody
 // has used yet all get the same keep-alive pool, and no pool is lost when
 // pools for other backends are added meanwhile.
 func TestHostClientOnePoolPerBackend(t *testing.T) {
-	p := newPlainServer(&Engine{goFront: &goFront{}, log: zap.NewNop()}, &listener{}, false)
-	loc := &location{cfg: &configs.Location{}}
+	p, loc := bareProxyServer()
 	const backends, racers = 16, 8
 	got := make([][racers]*fasthttp.HostClient, backends)
 	var wg sync.WaitGroup
@@ -152,8 +157,7 @@ func TestHostClientOnePoolPerBackend(t *testing.T) {
 // every proxied request does, from all CPUs at once: no lock, no
 // allocation.
 func BenchmarkHostClientLookup(b *testing.B) {
-	p := newPlainServer(&Engine{goFront: &goFront{}, log: zap.NewNop()}, &listener{}, false)
-	loc := &location{cfg: &configs.Location{}}
+	p, loc := bareProxyServer()
 	addrs := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:8001"), netip.MustParseAddrPort("127.0.0.1:8002")}
 	for _, a := range addrs {
 		p.hostClient(loc, a)
